@@ -1,0 +1,5 @@
+import sys
+
+from lispd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,132 @@
+"""The one importer of the cffi extension lispd._native (native/*.c).
+
+Typed wrappers around the C surface in native/lispd_native.h. Each has a
+pure-Python twin (lispd.wire.inet, lispd.wire.data) that tests compare it to.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Any
+
+from lispd import _native  # type: ignore[attr-defined]
+from lispd.wire.data import LispDataHeader
+from lispd.wire.errors import EncodeError, check_bits
+
+_ffi: Any = _native.ffi
+_lib: Any = _native.lib
+
+
+def _in(data: bytes | bytearray) -> Any:
+    return _ffi.from_buffer("uint8_t[]", data)
+
+
+def csum_add(partial: int, data: bytes) -> int:
+    result: int = _lib.lispd_csum_add(partial, _in(data), len(data))
+    return result
+
+
+def csum_fold(partial: int) -> int:
+    result: int = _lib.lispd_csum_fold(partial)
+    return result
+
+
+def inet_checksum(data: bytes) -> int:
+    result: int = _lib.lispd_inet_checksum(_in(data), len(data))
+    return result
+
+
+def csum_update16(check: int, old_word: int, new_word: int) -> int:
+    result: int = _lib.lispd_csum_update16(check, old_word, new_word)
+    return result
+
+
+def csum_update32(check: int, old_value: int, new_value: int) -> int:
+    result: int = _lib.lispd_csum_update32(check, old_value, new_value)
+    return result
+
+
+def udp_checksum(source: bytes, destination: bytes, udp: bytes) -> int:
+    if len(source) not in (4, 16) or len(destination) != len(source):
+        raise EncodeError("pseudo-header addresses must be 4 or 16 octets each", 0)
+    result: int = _lib.lispd_udp_checksum(
+        _in(source), _in(destination), len(source), _in(udp), len(udp)
+    )
+    return result
+
+
+def _written(result: int, offset: int) -> int:
+    if result < 0:
+        raise EncodeError(f"no room for the header at {offset}", offset)
+    return result
+
+
+def write_ipv4_header(
+    buf: bytearray,
+    offset: int,
+    source: IPv4Address,
+    destination: IPv4Address,
+    total_length: int,
+    *,
+    identification: int = 0,
+    tos: int = 0,
+    ttl: int = 64,
+    protocol: int = 17,
+    dont_fragment: bool = True,
+) -> int:
+    for what, value, bits in (
+        ("total length", total_length, 16),
+        ("identification", identification, 16),
+        ("type of service", tos, 8),
+        ("TTL", ttl, 8),
+        ("protocol", protocol, 8),
+    ):
+        check_bits(f"IPv4 {what}", value, bits, offset)
+    return _written(
+        _lib.lispd_ipv4_header_write(
+            _in(buf), len(buf), offset, _in(source.packed), _in(destination.packed),
+            total_length, identification, tos, ttl, protocol, int(dont_fragment),
+        ),
+        offset,
+    )
+
+
+def write_udp_header(
+    buf: bytearray, offset: int, source_port: int, destination_port: int, length: int
+) -> int:
+    for what, value in (("source port", source_port), ("destination port", destination_port),
+                        ("length", length)):
+        check_bits(f"UDP {what}", value, 16, offset)
+    return _written(
+        _lib.lispd_udp_header_write(
+            _in(buf), len(buf), offset, source_port, destination_port, length
+        ),
+        offset,
+    )
+
+
+def write_lisp_header(buf: bytearray, offset: int, header: LispDataHeader) -> int:
+    flags, middle, iid, lsbs = header.wire_fields()
+    return _written(
+        _lib.lispd_lisp_header_write(_in(buf), len(buf), offset, flags, middle, iid, lsbs),
+        offset,
+    )
+
+
+def write_vxlan_header(buf: bytearray, offset: int, vni: int) -> int:
+    check_bits("VNI", vni, 24, offset + 4)
+    return _written(_lib.lispd_vxlan_header_write(_in(buf), len(buf), offset, vni), offset)
+
+
+__all__ = [
+    "csum_add",
+    "csum_fold",
+    "csum_update16",
+    "csum_update32",
+    "inet_checksum",
+    "udp_checksum",
+    "write_ipv4_header",
+    "write_lisp_header",
+    "write_udp_header",
+    "write_vxlan_header",
+]

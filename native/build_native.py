@@ -1,0 +1,31 @@
+"""cffi (API mode) build of lispd._native from native/*.c.
+
+The cdef is the public header itself, less its preprocessor lines, so the C
+surface is declared exactly once.
+"""
+
+from pathlib import Path
+
+from cffi import FFI
+
+HERE = Path(__file__).resolve().parent
+HEADER = HERE / "lispd_native.h"
+SOURCES = ["checksum.c", "headers.c"]
+
+ffibuilder = FFI()
+ffibuilder.cdef(
+    "\n".join(
+        line for line in HEADER.read_text().splitlines() if not line.lstrip().startswith("#")
+    )
+)
+ffibuilder.set_source(
+    "lispd._native",
+    '#include "lispd_native.h"',
+    # Paths relative to the repository root, where setup.py runs.
+    sources=[f"native/{name}" for name in SOURCES],
+    include_dirs=["native"],
+    extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror"],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)
