@@ -55,6 +55,12 @@ def udp_checksum(source: bytes, destination: bytes, udp: bytes) -> int:
     return result
 
 
+def _out(buf: bytearray, offset: int) -> Any:
+    if offset < 0:
+        raise EncodeError(f"negative offset {offset}", offset)
+    return _in(buf)
+
+
 def _written(result: int, offset: int) -> int:
     if result < 0:
         raise EncodeError(f"no room for the header at {offset}", offset)
@@ -84,7 +90,7 @@ def write_ipv4_header(
         check_bits(f"IPv4 {what}", value, bits, offset)
     return _written(
         _lib.lispd_ipv4_header_write(
-            _in(buf), len(buf), offset, _in(source.packed), _in(destination.packed),
+            _out(buf, offset), len(buf), offset, _in(source.packed), _in(destination.packed),
             total_length, identification, tos, ttl, protocol, int(dont_fragment),
         ),
         offset,
@@ -99,7 +105,7 @@ def write_udp_header(
         check_bits(f"UDP {what}", value, 16, offset)
     return _written(
         _lib.lispd_udp_header_write(
-            _in(buf), len(buf), offset, source_port, destination_port, length
+            _out(buf, offset), len(buf), offset, source_port, destination_port, length
         ),
         offset,
     )
@@ -108,14 +114,14 @@ def write_udp_header(
 def write_lisp_header(buf: bytearray, offset: int, header: LispDataHeader) -> int:
     flags, middle, iid, lsbs = header.wire_fields()
     return _written(
-        _lib.lispd_lisp_header_write(_in(buf), len(buf), offset, flags, middle, iid, lsbs),
+        _lib.lispd_lisp_header_write(_out(buf, offset), len(buf), offset, flags, middle, iid, lsbs),
         offset,
     )
 
 
 def write_vxlan_header(buf: bytearray, offset: int, vni: int) -> int:
     check_bits("VNI", vni, 24, offset + 4)
-    return _written(_lib.lispd_vxlan_header_write(_in(buf), len(buf), offset, vni), offset)
+    return _written(_lib.lispd_vxlan_header_write(_out(buf, offset), len(buf), offset, vni), offset)
 
 
 __all__ = [
