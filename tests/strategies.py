@@ -26,6 +26,7 @@ from lispd.wire.messages import (
     MapRegister,
     MapReply,
     MapRequest,
+    Message,
 )
 from lispd.wire.records import Action, EidRecord, LocatorRecord, MappingRecord
 
@@ -99,11 +100,11 @@ auth_data = st.sampled_from([0, 1, 2]).flatmap(
 
 
 @st.composite
-def map_requests(draw: st.DrawFn) -> MapRequest:
+def map_requests(draw: st.DrawFn, itr_rloc: st.SearchStrategy[Address] = locator) -> MapRequest:
     xtr_id, site_id = draw(xtr_site)
     return MapRequest(
         draw(u64),
-        tuple(draw(st.lists(locator, min_size=1, max_size=32))),
+        tuple(draw(st.lists(itr_rloc, min_size=1, max_size=32))),
         tuple(draw(st.lists(eid_records(), max_size=3))),
         draw(st.one_of(st.just(NO_ADDRESS), eid)),
         *draw(st.tuples(*[st.booleans()] * 7)),
@@ -139,16 +140,26 @@ def _notifies(cls: type[MapNotify]) -> st.SearchStrategy[MapNotify]:
 
 map_notifies = _notifies(MapNotify)
 map_notify_acks = _notifies(MapNotifyAck)
-control_messages: st.SearchStrategy[ControlMessage] = st.one_of(
-    map_requests(), map_replies, map_registers(), map_notifies, map_notify_acks
-)
+
+
+def control_messages(
+    itr_rloc: st.SearchStrategy[Address] = locator,
+) -> st.SearchStrategy[ControlMessage]:
+    return st.one_of(
+        map_requests(itr_rloc), map_replies, map_registers(), map_notifies, map_notify_acks
+    )
+
+
+_ANY_CONTROL_MESSAGE = control_messages()
 
 
 @st.composite
-def ecms(draw: st.DrawFn) -> EncapsulatedControlMessage:
+def ecms(
+    draw: st.DrawFn, inner: st.SearchStrategy[ControlMessage] = _ANY_CONTROL_MESSAGE
+) -> EncapsulatedControlMessage:
     family = draw(st.sampled_from([ipv4, ipv6]))
     ecm = encapsulate(
-        draw(control_messages),
+        draw(inner),
         draw(family),
         draw(family),
         draw(u16),
@@ -160,7 +171,11 @@ def ecms(draw: st.DrawFn) -> EncapsulatedControlMessage:
     return ecm
 
 
-all_messages = st.one_of(control_messages, ecms())
+
+
+def all_messages(itr_rloc: st.SearchStrategy[Address] = locator) -> st.SearchStrategy[Message]:
+    return st.one_of(control_messages(itr_rloc), ecms(control_messages(itr_rloc)))
+
 
 lisp_data_headers = st.builds(
     LispDataHeader,
