@@ -11,7 +11,7 @@ NATIVE := $(wildcard native/*.c native/*.h native/*.py)
 test: deps $(VENV)/.installed
 	$(PY) -m ruff check lispd tests bench native
 	$(PY) -m mypy
-	$(PY) -m pytest
+	$(PY) -m pytest --hypothesis-show-statistics
 
 demo: $(VENV)/.installed
 	$(PY) -m lispd demo
