@@ -155,15 +155,17 @@ _ANY_CONTROL_MESSAGE = control_messages()
 
 @st.composite
 def ecms(
-    draw: st.DrawFn, inner: st.SearchStrategy[ControlMessage] = _ANY_CONTROL_MESSAGE
+    draw: st.DrawFn,
+    inner: st.SearchStrategy[ControlMessage] = _ANY_CONTROL_MESSAGE,
+    inner_port: st.SearchStrategy[int] = u16,
 ) -> EncapsulatedControlMessage:
     family = draw(st.sampled_from([ipv4, ipv6]))
     ecm = encapsulate(
         draw(inner),
         draw(family),
         draw(family),
-        draw(u16),
-        draw(u16),
+        draw(inner_port),
+        draw(inner_port),
         to_ms=draw(st.booleans()),
         to_etr=draw(st.booleans()),
         ttl=draw(u8),
@@ -173,8 +175,12 @@ def ecms(
 
 
 
-def all_messages(itr_rloc: st.SearchStrategy[Address] = locator) -> st.SearchStrategy[Message]:
-    return st.one_of(control_messages(itr_rloc), ecms(control_messages(itr_rloc)))
+def all_messages(
+    itr_rloc: st.SearchStrategy[Address] = locator, inner_port: st.SearchStrategy[int] = u16
+) -> st.SearchStrategy[Message]:
+    return st.one_of(
+        control_messages(itr_rloc), ecms(control_messages(itr_rloc), inner_port)
+    )
 
 
 lisp_data_headers = st.builds(

@@ -175,8 +175,7 @@ def check_message(layers: Json, lisp: list[Json], m: Message) -> None:
             inner_ip = as_list(layers.get("ipv6") or layers["ip"])[-1]
             src = inner_ip.get("ip.src") or inner_ip.get("ipv6.src")
             assert _canonical(src) == str(m.inner_ip.source)
-            if m.inner_udp.destination_port == 4342 or m.inner_udp.source_port == 4342:
-                check_message(layers, lisp[1:], m.message)
+            check_message(layers, lisp[1:], m.message)
         case MapRequest():
             assert ws["lisp.type"] == "1"
             flags = ws["lisp.mreq.flags_tree"]
