@@ -243,10 +243,15 @@ def _flags(*pairs: tuple[bool, int]) -> int:
     return word
 
 
-def _write_auth(out: bytearray, key_id: int, auth_data: bytes) -> None:
-    check_bits("key ID", key_id, 16, len(out))
-    check_bits("authentication data length", len(auth_data), 16, len(out))
-    out += _AUTH.pack(key_id, len(auth_data)) + auth_data
+def _write_authenticated_body(out: bytearray, m: MapRegister | MapNotify) -> None:
+    """Key ID, authentication data, records, xTR-ID/Site-ID: the part after
+    the nonce that Map-Register and Map-Notify(-Ack) share."""
+    check_bits("key ID", m.key_id, 16, len(out))
+    check_bits("authentication data length", len(m.auth_data), 16, len(out))
+    out += _AUTH.pack(m.key_id, len(m.auth_data)) + m.auth_data
+    for record in m.records:
+        write_mapping_record(out, record)
+    _write_xtr_site(out, m.xtr_id, m.site_id)
 
 
 def _xtr_site_present(out: bytearray, xtr_id: int | None, site_id: int | None) -> bool:
@@ -285,10 +290,7 @@ def _encode(out: bytearray, message: Message) -> None:
                 (message.want_map_notify, _REG_M),
             )
             _head(out, MessageType.MAP_REGISTER, flags, len(message.records), message.nonce)
-            _write_auth(out, message.key_id, message.auth_data)
-            for record in message.records:
-                write_mapping_record(out, record)
-            _write_xtr_site(out, message.xtr_id, message.site_id)
+            _write_authenticated_body(out, message)
         case MapNotify():
             kind = (
                 MessageType.MAP_NOTIFY_ACK
@@ -297,10 +299,7 @@ def _encode(out: bytearray, message: Message) -> None:
             )
             has_xtr = _xtr_site_present(out, message.xtr_id, message.site_id)
             _head(out, kind, _NOT_I if has_xtr else 0, len(message.records), message.nonce)
-            _write_auth(out, message.key_id, message.auth_data)
-            for record in message.records:
-                write_mapping_record(out, record)
-            _write_xtr_site(out, message.xtr_id, message.site_id)
+            _write_authenticated_body(out, message)
         case EncapsulatedControlMessage():
             _encode_ecm(out, message)
         case _:

@@ -62,8 +62,18 @@ def _words(data: bytes, offset: int, what: str) -> tuple[int, int]:
     return first, second
 
 
+class _EightOctetHeader:
+    def write_into(self, buf: bytearray, offset: int) -> int:
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        buf = bytearray(HEADER_LENGTH)
+        self.write_into(buf, 0)
+        return bytes(buf)
+
+
 @dataclass(frozen=True)
-class LispDataHeader:
+class LispDataHeader(_EightOctetHeader):
     nonce: int | None = None
     echo_nonce_request: bool = False
     map_versions: tuple[int, int] | None = None
@@ -112,11 +122,6 @@ class LispDataHeader:
         _WORDS.pack_into(buf, offset, (flags << 24) | middle, second)
         return HEADER_LENGTH
 
-    def encode(self) -> bytes:
-        buf = bytearray(HEADER_LENGTH)
-        self.write_into(buf, 0)
-        return bytes(buf)
-
     @classmethod
     def decode(cls, data: bytes, offset: int = 0) -> LispDataHeader:
         first, second = _words(data, offset, "LISP data")
@@ -140,7 +145,7 @@ class LispDataHeader:
 
 
 @dataclass(frozen=True)
-class VxlanHeader:
+class VxlanHeader(_EightOctetHeader):
     vni: int
 
     def write_into(self, buf: bytearray, offset: int) -> int:
@@ -149,11 +154,6 @@ class VxlanHeader:
         check_bits("VNI", self.vni, 24, offset + 4)
         _WORDS.pack_into(buf, offset, _VXLAN_I << 24, self.vni << 8)
         return HEADER_LENGTH
-
-    def encode(self) -> bytes:
-        buf = bytearray(HEADER_LENGTH)
-        self.write_into(buf, 0)
-        return bytes(buf)
 
     @classmethod
     def decode(cls, data: bytes, offset: int = 0) -> VxlanHeader:
