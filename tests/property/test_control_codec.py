@@ -24,38 +24,33 @@ PER_TYPE = {
 
 
 @pytest.mark.parametrize("kind", PER_TYPE)
-def test_decode_inverts_encode(kind: str) -> None:
-    @given(PER_TYPE[kind])
-    def check(message: Message) -> None:
-        data = encode(message)
-        assert decode(data) == message
-        assert encode(decode(data)) == data
-
-    check()
+@given(data=st.data())
+def test_decode_inverts_encode(kind: str, data: st.DataObject) -> None:
+    message: Message = data.draw(PER_TYPE[kind])
+    wire = encode(message)
+    assert decode(wire) == message
+    assert encode(decode(wire)) == wire
 
 
 @pytest.mark.parametrize("kind", PER_TYPE)
-def test_mutated_messages_decode_or_raise_wire_error(kind: str) -> None:
-    @given(PER_TYPE[kind], st.data())
-    def check(message: Message, data: st.DataObject) -> None:
-        wire = bytearray(encode(message))
-        for _ in range(data.draw(st.integers(1, 4))):
-            choice = data.draw(st.sampled_from(["flip", "cut", "grow"]))
-            if choice == "flip" and wire:
-                at = data.draw(st.integers(0, len(wire) - 1))
-                wire[at] ^= 1 << data.draw(st.integers(0, 7))
-            elif choice == "cut" and wire:
-                del wire[data.draw(st.integers(0, len(wire) - 1)) :]
-            else:
-                wire += data.draw(st.binary(min_size=1, max_size=8))
-        try:
-            again = decode(bytes(wire))
-        except WireError:
-            return
-        # Whatever decodes must be a message that encodes again.
-        encode(again)
-
-    check()
+@given(data=st.data())
+def test_mutated_messages_decode_or_raise_wire_error(kind: str, data: st.DataObject) -> None:
+    wire = bytearray(encode(data.draw(PER_TYPE[kind])))
+    for _ in range(data.draw(st.integers(1, 4))):
+        choice = data.draw(st.sampled_from(["flip", "cut", "grow"]))
+        if choice == "flip" and wire:
+            at = data.draw(st.integers(0, len(wire) - 1))
+            wire[at] ^= 1 << data.draw(st.integers(0, 7))
+        elif choice == "cut" and wire:
+            del wire[data.draw(st.integers(0, len(wire) - 1)) :]
+        else:
+            wire += data.draw(st.binary(min_size=1, max_size=8))
+    try:
+        again = decode(bytes(wire))
+    except WireError:
+        return
+    # Whatever decodes must be a message that encodes again.
+    encode(again)
 
 
 @settings(max_examples=2000)
