@@ -11,6 +11,7 @@ from hypothesis import given
 
 from lispd.wire import DecodeError, EncodeError, auth
 from lispd.wire.control import decode, encapsulate, encode
+from lispd.wire.inet import build_ipv4_header, build_udp
 from lispd.wire.messages import MapNotify, MapRegister, MapRequest
 from lispd.wire.records import EidRecord, LocatorRecord, MappingRecord
 from tests import strategies as s
@@ -41,10 +42,12 @@ def test_unknown_afi_is_a_clear_error() -> None:
 def test_unsupported_message_type_and_nested_ecm() -> None:
     with pytest.raises(DecodeError, match="unsupported LISP message type 7"):
         decode(bytes([0x70]) + bytes(20))
-    ecm = encode(encapsulate(MapRequest(1, (RLOC,), ()), RLOC, RLOC))
-    twice = ecm[:4] + ecm[:4] + ecm[4:]
-    with pytest.raises(DecodeError):
-        decode(twice)
+    inner = encode(encapsulate(MapRequest(1, (RLOC,), ()), RLOC, RLOC))
+    ip = build_ipv4_header(RLOC, RLOC, 28 + len(inner))
+    udp = build_udp(ip, 4342, 4342, inner)
+    nested = inner[:4] + ip.encode() + udp.encode() + inner
+    with pytest.raises(DecodeError, match="an ECM inside an ECM"):
+        decode(nested)
 
 
 def test_encode_refuses_what_cannot_be_on_the_wire() -> None:
