@@ -11,9 +11,10 @@ import struct
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 
-from lispd.wire.address import Address, read_address, write_address
+from lispd.wire.address import read_address, write_address
 from lispd.wire.errors import EncodeError, check_bits
 from lispd.wire.inet import (
+    IpHeader,
     Ipv4Header,
     Ipv6Header,
     build_ipv4_header,
@@ -74,8 +75,8 @@ def encode(message: Message) -> bytes:
 
 def encapsulate(
     message: ControlMessage,
-    source: Address,
-    destination: Address,
+    source: IPv4Address | IPv6Address,
+    destination: IPv4Address | IPv6Address,
     source_port: int = LISP_CONTROL_PORT,
     destination_port: int = LISP_CONTROL_PORT,
     *,
@@ -86,7 +87,7 @@ def encapsulate(
     """Wrap message in an ECM with inner IP and UDP headers, lengths and checksums filled in."""
     payload = encode(message)
     udp_length = 8 + len(payload)
-    inner_ip: Ipv4Header | Ipv6Header
+    inner_ip: IpHeader
     if isinstance(source, IPv4Address) and isinstance(destination, IPv4Address):
         inner_ip = build_ipv4_header(source, destination, 20 + udp_length, ttl=ttl)
     elif isinstance(source, IPv6Address) and isinstance(destination, IPv6Address):
