@@ -36,7 +36,7 @@ deps:
 
 $(VENV)/.installed: pyproject.toml setup.py $(NATIVE)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip setuptools
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -c 'import lispd.native'
 	touch $@

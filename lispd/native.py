@@ -1,7 +1,7 @@
-"""The one importer of the cffi extension lispd._native (native/*.c).
+"""Typed wrappers around the packet routines of native/lispd_native.h.
 
-Typed wrappers around the C surface in native/lispd_native.h. Each has a
-pure-Python twin (lispd.wire.inet, lispd.wire.data) that tests compare it to.
+Each has a pure-Python twin (lispd.wire.inet, lispd.wire.data) that tests
+compare it to. The C extension itself is imported only by lispd.ffi.
 """
 
 from __future__ import annotations
@@ -9,16 +9,10 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Any
 
-from lispd import _native  # type: ignore[attr-defined]
+from lispd.ffi import buffer_in as _in
+from lispd.ffi import lib as _lib
 from lispd.wire.data import LispDataHeader
 from lispd.wire.errors import EncodeError, check_bits
-
-_ffi: Any = _native.ffi
-_lib: Any = _native.lib
-
-
-def _in(data: bytes | bytearray) -> Any:
-    return _ffi.from_buffer("uint8_t[]", data)
 
 
 def csum_add(partial: int, data: bytes) -> int:

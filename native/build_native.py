@@ -10,7 +10,7 @@ from cffi import FFI
 
 HERE = Path(__file__).resolve().parent
 HEADER = HERE / "lispd_native.h"
-SOURCES = ["checksum.c", "headers.c"]
+SOURCES = sorted(path.name for path in HERE.glob("*.c"))
 
 ffibuilder = FFI()
 ffibuilder.cdef(

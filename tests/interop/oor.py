@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.netns import Lab
+from lispd.lab import Lab
 
 KEY = "lispd-oor-key"  # the shared key of the captures; key-type 1 only
 GATEWAY = "198.18.0.1"

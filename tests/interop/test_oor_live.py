@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from lispd.lab import lab
 from tests.interop import oor
-from tests.netns import lab, require_program
+from tests.needs import require_netns, require_program
 from tests.vectors.captures import check_capture
 
 pytestmark = [pytest.mark.interop, pytest.mark.netns]
@@ -39,6 +40,7 @@ def test_openoverlayrouter_exchange_round_trips(tmp_path: Path) -> None:
     require_program("tcpdump", "tcpdump")
     require_program("ping", "iputils-ping")
     pcap = tmp_path / "oor.pcap"
+    require_netns()
     with lab() as topology:
         roles = oor.build(topology, tmp_path)
         tcpdump = oor.capture(topology, roles["hub"], pcap)

@@ -17,7 +17,7 @@ from lispd.wire.data import LISP_DATA_PORT, VXLAN_PORT, LispDataHeader, VxlanHea
 from lispd.wire.messages import Message
 from tests import strategies as s
 from tests.interop import wireshark as ws
-from tests.netns import require_program
+from tests.needs import require_program
 
 pytestmark = pytest.mark.interop
 

@@ -1,4 +1,5 @@
-"""Network namespaces for tests: uniquely named, always deleted.
+"""Network namespaces for the demo, tests and benches: uniquely named,
+always deleted.
 
 Only `ip` commands inside namespaces this module created; nothing touches
 the root namespace but the creation and deletion of the namespaces
@@ -9,35 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
-
-import pytest
-
-
-def require_netns() -> None:
-    """Skip (or, under CI, fail) when namespaces cannot be made here."""
-    problem = None
-    if os.geteuid() != 0:
-        problem = "needs root for network namespaces"
-    elif shutil.which("ip") is None:
-        problem = "needs iproute2 (`ip`)"
-    if problem:
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
-
-
-def require_program(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        message = f"needs `{name}` (Debian package {package}; `make test` installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+from typing import Any
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -62,8 +38,11 @@ class Lab:
     def ns(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run("ip", "netns", "exec", name, *args, check=check)
 
-    def popen(self, name: str, *args: str, **kwargs: object) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(["ip", "netns", "exec", name, *args], **kwargs)  # type: ignore[call-overload]
+    def popen(self, name: str, *args: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+        process: subprocess.Popen[bytes] = subprocess.Popen(
+            ["ip", "netns", "exec", name, *args], **kwargs
+        )
+        return process
 
     def link(self, a: str, a_if: str, b: str, b_if: str) -> None:
         """A veth pair with one end in each namespace, both up."""
@@ -90,7 +69,6 @@ class Lab:
 
 @contextlib.contextmanager
 def lab() -> Iterator[Lab]:
-    require_netns()
     topology = Lab()
     try:
         yield topology

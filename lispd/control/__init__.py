@@ -1,0 +1,1 @@
+"""LISP control plane: sans-IO protocol machines (RFC 9301)."""
