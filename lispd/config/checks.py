@@ -1,0 +1,70 @@
+"""Checks between sections: what no single table can know by itself.
+
+Each check takes the sections it needs and runs only when they were built;
+a section that failed its own checks has already been reported, and judging
+others against it would only add noise.
+"""
+
+from __future__ import annotations
+
+from lispd.config.model import IPAddress, UnderlayConfig, VxlanConfig, XtrConfig
+from lispd.config.reader import Node, duplicates
+
+
+def database_rlocs(root: Node, underlay: UnderlayConfig, xtr: XtrConfig) -> None:
+    """An ETR can only announce RLOCs it really has."""
+    own = set(underlay.rlocs)
+    listed = ", ".join(str(rloc) for rloc in underlay.rlocs)
+    for index, mapping in enumerate(xtr.database_mappings):
+        at = root.key("xtr").key("database-mapping").item(index).key("rlocs")
+        for position, rloc in enumerate(mapping.rlocs):
+            if rloc.address not in own:
+                at.item(position).key("address").report(
+                    f"{rloc.address} is not one of this node's underlay.rlocs ({listed})"
+                )
+
+
+def vxlan_locals(root: Node, underlay: UnderlayConfig, xtr: XtrConfig | None,
+                 vxlans: tuple[VxlanConfig, ...]) -> None:
+    """A VTEP sends from an underlay RLOC, or from an EID of its own (VXLAN over LISP)."""
+    usable: set[IPAddress] = set(underlay.rlocs)
+    if xtr is not None:
+        usable |= xtr.assigned_eids()
+    for index, vxlan in enumerate(vxlans):
+        if vxlan.local not in usable:
+            root.key("vxlan").item(index).key("local").report(
+                f"{vxlan.local} is neither one of underlay.rlocs nor an EID assigned by an "
+                "[[xtr.database-mapping]] with assign = true"
+            )
+
+
+def vnis(root: Node, vxlans: tuple[VxlanConfig, ...]) -> None:
+    duplicates(root.key("vxlan"), vxlans, lambda vxlan: vxlan.vni, "vni", at="vni")
+
+
+def device_names(root: Node, xtr: XtrConfig | None,
+                 vxlans: tuple[VxlanConfig, ...] | None) -> None:
+    """Devices lispd creates need names of their own, apart from the LANs it uses."""
+    created: list[tuple[Node, str]] = []
+    lans: dict[str, str] = {}
+    if xtr is not None:
+        node = root.key("xtr")
+        created.append((node.key("tun"), xtr.tun))
+        for index, instance in enumerate(xtr.instances):
+            at = node.key("instance").item(index)
+            created.append((at.key("tun"), instance.tun))
+            for position, name in enumerate(instance.interfaces):
+                lans.setdefault(name, at.key("interfaces").item(position).path)
+        for index, mapping in enumerate(xtr.database_mappings):
+            if mapping.interface is not None:
+                at = node.key("database-mapping").item(index).key("interface")
+                lans.setdefault(mapping.interface, at.path)
+    for index, vxlan in enumerate(vxlans or ()):
+        created.append((root.key("vxlan").item(index).key("device"), vxlan.device))
+    first: dict[str, str] = {}
+    for at, name in created:
+        if name in first:
+            at.report(f"device name {name} is already used by {first[name]}")
+        elif name in lans:
+            at.report(f"{name} is a LAN interface ({lans[name]}); lispd creates this device")
+        first.setdefault(name, at.path)

@@ -1,0 +1,147 @@
+"""What a loaded configuration is: frozen, fully typed, already checked.
+
+Everything here has passed every check in `lispd.config`; the daemon trusts
+it and never re-validates. Section records are keyword-only so call sites
+stay readable and fields can be added in any order as the format grows.
+Defaults here are the defaults of the file format: a key left out of the file
+gets the value written below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from pathlib import Path
+from typing import Literal
+
+IPAddress = IPv4Address | IPv6Address
+IPNetwork = IPv4Network | IPv6Network
+
+LogFormat = Literal["json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+NegativeAction = Literal["drop", "native-forward", "send-map-request"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DaemonConfig:
+    """[daemon]: the process itself."""
+
+    control_socket: Path = Path("/run/lispd/control.sock")
+    log_format: LogFormat = "json"
+    log_level: LogLevel = "info"
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnderlayConfig:
+    """[underlay]: the network the VMs really sit on."""
+
+    rlocs: tuple[IPAddress, ...]
+    mtu: int = 1500
+
+
+@dataclass(frozen=True)
+class RlocConfig:
+    """One locator of a mapping (RFC 9301 section 5.4 priority and weight)."""
+
+    address: IPAddress
+    priority: int = 1
+    weight: int = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatabaseMapping:
+    """[[xtr.database-mapping]]: local EIDs this node is the ETR for.
+
+    `assign` puts the (host) EID on the TUN, so the VM is its own xTR;
+    `interface` names the LAN interface the EIDs sit behind (site gateway).
+    """
+
+    eid_prefix: IPNetwork
+    instance_id: int = 0
+    assign: bool = False
+    interface: str | None = None
+    rlocs: tuple[RlocConfig, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StaticMapping:
+    """[[xtr.static-mapping]]: a map-cache entry that never expires.
+
+    With no RLOCs it is a negative mapping and `action` says what to do with
+    packets to it; with RLOCs `action` has no meaning and is refused.
+    """
+
+    eid_prefix: IPNetwork
+    instance_id: int = 0
+    rlocs: tuple[RlocConfig, ...] = ()
+    action: NegativeAction = "drop"
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstanceConfig:
+    """[[xtr.instance]]: a further instance-id (tenant), its TUN and routing table."""
+
+    instance_id: int
+    tun: str
+    table: int
+    eid_space: tuple[IPNetwork, ...]
+    interfaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class XtrConfig:
+    """[xtr]: the LISP ITR/ETR role. Instance-id 0 uses `tun` and the main table."""
+
+    tun: str = "lisp0"
+    eid_space: tuple[IPNetwork, ...]
+    map_cache_limit: int = 100000
+    tun_mtu: int | None = None
+    database_mappings: tuple[DatabaseMapping, ...] = ()
+    static_mappings: tuple[StaticMapping, ...] = ()
+    instances: tuple[InstanceConfig, ...] = ()
+
+    def tun_for(self, instance_id: int) -> str | None:
+        """The TUN that carries `instance_id`, or None if it is not configured."""
+        if instance_id == 0:
+            return self.tun
+        for instance in self.instances:
+            if instance.instance_id == instance_id:
+                return instance.tun
+        return None
+
+    def assigned_eids(self) -> frozenset[IPAddress]:
+        """The host EIDs put on a TUN (database mappings with `assign`)."""
+        return frozenset(m.eid_prefix.network_address for m in self.database_mappings if m.assign)
+
+
+@dataclass(frozen=True)
+class StaticMac:
+    """A MAC address pinned to a VTEP; `mac` is the 6 octets."""
+
+    mac: bytes
+    vtep: IPAddress
+
+
+@dataclass(frozen=True, kw_only=True)
+class VxlanConfig:
+    """[[vxlan]]: one RFC 7348 segment bridged to a TAP device."""
+
+    device: str
+    vni: int
+    local: IPAddress
+    flood: tuple[IPAddress, ...] = ()
+    learning: bool = True
+    ageing: int = 300
+    static: tuple[StaticMac, ...] = ()
+    mtu: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """A whole configuration file. `xtr` is None when the file has no [xtr]."""
+
+    daemon: DaemonConfig = DaemonConfig()
+    underlay: UnderlayConfig
+    xtr: XtrConfig | None = None
+    vxlan: tuple[VxlanConfig, ...] = ()
+    source: str = "<string>"

@@ -1,0 +1,368 @@
+"""The machinery of the config reader: typed converters and declarative tables.
+
+A section of the file is described, not coded: a `Table` lists its `Key`s,
+each with a converter, and the dataclass it builds. Adding a key is one line
+here plus one field in the model. Converters report what is wrong at the
+exact path (`Node.fail`) and raise `ReportedError`, which only tells the caller
+"no value"; the problem itself is already recorded. Tables and arrays convert
+every member even after one failed, so a single pass finds every problem that
+does not depend on another one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import MISSING, dataclass, fields
+from datetime import date, datetime, time
+from ipaddress import ip_address, ip_network
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+
+from lispd.config.model import IPAddress, IPNetwork
+from lispd.config.problems import Problem
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")
+
+Converter = Callable[["Node", object], T]
+
+
+class ReportedError(Exception):
+    """A value could not be built; its problem has already been reported."""
+
+
+class Sink:
+    """Collects problems and puts each on the line of its key."""
+
+    def __init__(self, lines: Mapping[str, int]) -> None:
+        self.problems: list[Problem] = []
+        self._lines = lines
+
+    def report(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message, self.line_of(path)))
+
+    def line_of(self, path: str) -> int | None:
+        """The line of `path`, else of its nearest ancestor found in the text.
+
+        A missing key thus points at its table's header, a value inside an
+        inline table at least at the key that holds it.
+        """
+        while path:
+            if path in self._lines:
+                return self._lines[path]
+            path = path[: max(path.rfind("."), path.rfind("["), 0)]
+        return None
+
+
+@dataclass(frozen=True)
+class Node:
+    """A place in the document: where a value came from and where to report."""
+
+    sink: Sink
+    path: str = ""
+
+    def key(self, name: str) -> Node:
+        return Node(self.sink, f"{self.path}.{name}" if self.path else name)
+
+    def item(self, index: int) -> Node:
+        return Node(self.sink, f"{self.path}[{index}]")
+
+    def report(self, message: str) -> None:
+        self.sink.report(self.path, message)
+
+    def fail(self, message: str) -> NoReturn:
+        self.report(message)
+        raise ReportedError(self.path)
+
+
+def kind(value: object) -> str:
+    """How the TOML file spelled a value's type, for 'expected X, got Y'."""
+    if isinstance(value, bool):  # before int: bool is an int to Python, not to TOML
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int):
+        return f"an integer ({value})"
+    if isinstance(value, float):
+        return f"a float ({value})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, datetime | date | time):
+        return "a date/time"
+    return type(value).__name__
+
+
+_CLOSE = 0.6  # difflib's similarity ratio from which a word counts as a misspelling
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """'; did you mean X?' for the closest of `choices`, or nothing."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=_CLOSE)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# --- scalar converters ----------------------------------------------------------
+
+
+def string(node: Node, value: object) -> str:
+    if not isinstance(value, str):
+        node.fail(f"expected a string, got {kind(value)}")
+    return value
+
+
+def boolean(node: Node, value: object) -> bool:
+    if not isinstance(value, bool):
+        node.fail(f"expected true or false, got {kind(value)}")
+    return value
+
+
+def integer(low: int, high: int | None = None) -> Converter[int]:
+    """An integer in low..high (inclusive; no upper bound when high is None)."""
+
+    def convert(node: Node, value: object) -> int:
+        # TOML has true/false for booleans; a bool where a number belongs is a mistake.
+        if isinstance(value, bool) or not isinstance(value, int):
+            node.fail(f"expected an integer, got {kind(value)}")
+        if high is None and value < low:
+            node.fail(f"{value} is too small: must be at least {low}")
+        if high is not None and not low <= value <= high:
+            node.fail(f"{value} is out of range {low}..{high}")
+        return value
+
+    return convert
+
+
+def choice(*options: str) -> Converter[str]:
+    def convert(node: Node, value: object) -> str:
+        text = string(node, value)
+        if text not in options:
+            listed = ", ".join(repr(option) for option in options)
+            node.fail(f"{text!r} is not one of {listed}{suggest(text, options)}")
+        return text
+
+    return convert
+
+
+def absolute_path(node: Node, value: object) -> Path:
+    text = string(node, value)
+    # The daemon may run from any directory (systemd starts it in /), so a
+    # relative path would mean something different from what was written.
+    if not text.startswith("/"):
+        node.fail(f"{text!r} must be an absolute path")
+    return Path(text)
+
+
+# Linux refuses these in dev_valid_name(): IFNAMSIZ is 16 with the NUL.
+_IFNAME_MAX = 15
+
+
+def ifname(node: Node, value: object) -> str:
+    """A Linux network interface name."""
+    name = string(node, value)
+    if not 1 <= len(name.encode()) <= _IFNAME_MAX:
+        node.fail(f"interface name {name!r} must be 1..{_IFNAME_MAX} bytes long")
+    if name in (".", "..") or any(c in "/:" or c.isspace() or not c.isprintable() for c in name):
+        node.fail(f"{name!r} is not a valid interface name (no '/', ':' or whitespace)")
+    return name
+
+
+def address(node: Node, value: object) -> IPAddress:
+    text = string(node, value)
+    try:
+        return ip_address(text)
+    except ValueError:
+        node.fail(f"{text!r} is not an IPv4 or IPv6 address")
+
+
+def network(node: Node, value: object) -> IPNetwork:
+    """A prefix with an explicit length and no host bits set."""
+    text = string(node, value)
+    if "/" not in text:
+        # A bare address would silently become a /32 (or /128): more often a
+        # forgotten length than a host route, so ask for it to be written.
+        try:
+            host = ip_address(text)
+        except ValueError:
+            node.fail(f"{text!r} is not an IPv4 or IPv6 prefix")
+        node.fail(f"{text} has no prefix length; write {text}/{host.max_prefixlen} for one host")
+    try:
+        return ip_network(text)
+    except ValueError:
+        pass
+    try:
+        loose = ip_network(text, strict=False)
+    except ValueError:
+        node.fail(f"{text!r} is not an IPv4 or IPv6 prefix")
+    node.fail(f"{text} has host bits set; did you mean {loose}?")
+
+
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
+
+
+def unicast_mac(node: Node, value: object) -> bytes:
+    """A MAC written as 6 colon-separated octets that can be one station's address."""
+    text = string(node, value)
+    if not _MAC.fullmatch(text):
+        node.fail(f"{text!r} is not a MAC address (6 octets: 02:00:00:00:00:01)")
+    octets = bytes.fromhex(text.replace(":", ""))
+    if octets[0] & 1:  # the I/G bit: a group address names many stations
+        node.fail(f"{text} is a multicast MAC; a static entry needs a unicast one")
+    if octets == bytes(6):
+        node.fail(f"{text} is not a usable MAC address")
+    return octets
+
+
+def same_family(node: Node, value: IPAddress, reference: IPAddress, what: str) -> None:
+    """Report (not raise) when `value` and `reference` are of different IP versions."""
+    if value.version != reference.version:
+        node.report(f"IPv{value.version} address {value}, but {what} is IPv{reference.version}")
+
+
+# --- compound converters --------------------------------------------------------
+
+
+def duplicates(node: Node, items: Iterable[T], key: Callable[[T], Hashable], what: str,
+               at: str | None = None) -> None:
+    """Report every item whose key an earlier item already had.
+
+    `node` is the array; `at` names the sub-key to point at, if any.
+    """
+    first: dict[Hashable, int] = {}
+    for index, item in enumerate(items):
+        value = key(item)
+        if value in first:
+            where = node.item(index)
+            other = node.item(first[value])
+            (where.key(at) if at else where).report(
+                f"duplicate {what} {value} (also at {other.path})"
+            )
+        else:
+            first[value] = index
+
+
+def array(element: Converter[T], *, at_least: int = 0, unique: str | None = None,
+          ) -> Converter[tuple[T, ...]]:
+    """An array whose elements all convert; `unique` names what must not repeat."""
+
+    def convert(node: Node, value: object) -> tuple[T, ...]:
+        if isinstance(value, dict) and isinstance(element, Table):
+            node.fail(f"expected an array of tables: write [[{node.path}]], not [{node.path}]")
+        if not isinstance(value, list):
+            node.fail(f"expected an array, got {kind(value)}")
+        if len(value) < at_least:
+            node.fail("must not be empty" if at_least == 1 else f"needs at least {at_least}")
+        converted: list[T] = []
+        failed = False
+        for index, item in enumerate(value):
+            try:
+                converted.append(element(node.item(index), item))
+            except ReportedError:
+                failed = True
+        if failed:
+            raise ReportedError(node.path)
+        if unique is not None:
+            duplicates(node, converted, _itself, unique)
+        return tuple(converted)
+
+    return convert
+
+
+def _itself(value: T) -> T:
+    return value
+
+
+@dataclass(frozen=True)
+class Key(Generic[T]):
+    """One key of a table: its kebab-case name and how to read its value.
+
+    `field` is the dataclass field it fills (default: the name in snake_case);
+    `missing` is said when a key without a default is left out.
+    """
+
+    name: str
+    convert: Converter[T]
+    field: str = ""
+    missing: str = "required key is missing"
+
+    @property
+    def attribute(self) -> str:
+        return self.field or self.name.replace("-", "_")
+
+
+# A check sees the built value and the set of keys the file actually gave
+# (so it can tell "left at its default" from "written out").
+Check = Callable[[Node, D, frozenset[str]], None]
+
+
+@dataclass(frozen=True)
+class Table(Generic[D]):
+    """A TOML table read into the dataclass `build`.
+
+    Keys the file leaves out take the dataclass defaults; a key without a
+    default is required. Unknown keys are reported (with the closest known
+    one) but do not stop the table being built, so the checks still run.
+    """
+
+    build: type[D]
+    keys: tuple[Key[Any], ...]
+    checks: tuple[Check[D], ...] = ()
+
+    def __post_init__(self) -> None:
+        # A key that fills no field is a slip in `sections`: fail at import, not on a file.
+        known = {f.name for f in fields(self.build)}
+        stray = [key.name for key in self.keys if key.attribute not in known]
+        if stray:
+            raise TypeError(f"{self.build.__name__} has no field for keys {stray}")
+
+    def __call__(self, node: Node, value: object) -> D:
+        parts, complete = self.read(node, value)
+        if not complete:
+            raise ReportedError(node.path)
+        built = self.build(**parts)
+        given = frozenset(self.names()).intersection(value if isinstance(value, dict) else ())
+        for check in self.checks:
+            check(node, built, given)
+        return built
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(key.name for key in self.keys)
+
+    def read(self, node: Node, value: object) -> tuple[dict[str, Any], bool]:
+        """The fields that converted, and whether all of them did.
+
+        The document root uses this directly so that one broken section does
+        not keep the checks between the others from running.
+        """
+        if not isinstance(value, dict):
+            node.fail(f"expected a table, got {kind(value)}")
+        names = self.names()
+        misspelt: set[str] = set()
+        for name in value:
+            if name not in names:
+                node.key(name).report(f"unknown key {name!r}{suggest(name, names)}")
+                misspelt.update(difflib.get_close_matches(name, names, n=1, cutoff=_CLOSE))
+        required = {
+            f.name for f in fields(self.build)
+            if f.default is MISSING and f.default_factory is MISSING
+        }
+        parts: dict[str, Any] = {}
+        complete = True
+        for key in self.keys:
+            if key.name in value:
+                try:
+                    parts[key.attribute] = key.convert(node.key(key.name), value[key.name])
+                except ReportedError:
+                    complete = False
+            elif key.attribute in required:
+                # "eid_prefix: did you mean 'eid-prefix'?" already says it.
+                if key.name not in misspelt:
+                    node.key(key.name).report(key.missing)
+                complete = False
+        return parts, complete

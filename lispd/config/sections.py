@@ -1,0 +1,262 @@
+"""The sections of the file, declared: keys, converters, and the checks of each.
+
+A check here sees one built table (and which keys the file wrote); checks
+that need two sections at once are in `lispd.config.checks`. To add a key:
+a field in `model`, a `Key` below, and a check if the value has rules
+beyond its type and range.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv6Network
+
+from lispd.config.model import (
+    DaemonConfig,
+    DatabaseMapping,
+    InstanceConfig,
+    IPNetwork,
+    RlocConfig,
+    StaticMac,
+    StaticMapping,
+    UnderlayConfig,
+    VxlanConfig,
+    XtrConfig,
+)
+from lispd.config.reader import (
+    Key,
+    Node,
+    Table,
+    absolute_path,
+    address,
+    array,
+    boolean,
+    choice,
+    duplicates,
+    ifname,
+    integer,
+    network,
+    same_family,
+    unicast_mac,
+)
+
+IID_MAX = (1 << 24) - 1  # RFC 8060 section 4.1: a 24-bit Instance ID
+VNI_MAX = (1 << 24) - 1  # RFC 7348 section 5: a 24-bit VNI
+TABLE_MAX = (1 << 32) - 1
+# Linux's own tables: 253 default, 254 main, 255 local (0 is "unspecified").
+RESERVED_TABLES = frozenset({253, 254, 255})
+# The smallest MTU on the overlay devices we accept: the IPv4 minimum
+# reassembly size. IPv6 needs 1280 and Linux drops IPv6 from a smaller device.
+DEVICE_MTU_MIN = 576
+IPV6_MTU_MIN = 1280
+MTU_MAX = 65535
+
+DAEMON = Table(
+    DaemonConfig,
+    (
+        Key("control-socket", absolute_path),
+        Key("log-format", choice("json", "console")),
+        Key("log-level", choice("debug", "info", "warning", "error")),
+    ),
+)
+
+UNDERLAY = Table(
+    UnderlayConfig,
+    (
+        Key("rlocs", array(address, at_least=1, unique="RLOC"),
+            missing="required: this node's own RLOC addresses (at least one)"),
+        Key("mtu", integer(IPV6_MTU_MIN, MTU_MAX)),
+    ),
+)
+
+RLOC = Table(
+    RlocConfig,
+    (
+        Key("address", address),
+        Key("priority", integer(0, 255)),
+        Key("weight", integer(0, 255)),
+    ),
+)
+
+
+def _distinct_rlocs(node: Node, mapping: DatabaseMapping | StaticMapping,
+                    given: frozenset[str]) -> None:
+    duplicates(node.key("rlocs"), mapping.rlocs, lambda rloc: rloc.address, "RLOC", at="address")
+
+
+def _assign(node: Node, mapping: DatabaseMapping, given: frozenset[str]) -> None:
+    prefix = mapping.eid_prefix
+    if mapping.assign and prefix.prefixlen != prefix.max_prefixlen:
+        node.key("assign").report(
+            f"assign puts one EID on the TUN: it needs a /{prefix.max_prefixlen}, not {prefix}"
+        )
+    if mapping.assign and mapping.interface is not None:
+        node.key("interface").report(
+            "not together with assign: the EID is either on this node's TUN (assign) "
+            "or behind a LAN interface"
+        )
+
+
+DATABASE_MAPPING = Table(
+    DatabaseMapping,
+    (
+        Key("eid-prefix", network),
+        Key("instance-id", integer(0, IID_MAX)),
+        Key("assign", boolean),
+        Key("interface", ifname),
+        Key("rlocs", array(RLOC, at_least=1),
+            missing="required: the RLOCs this EID prefix is reached at (at least one)"),
+    ),
+    checks=(_assign, _distinct_rlocs),
+)
+
+
+def _action(node: Node, mapping: StaticMapping, given: frozenset[str]) -> None:
+    if "action" in given and mapping.rlocs:
+        node.key("action").report(
+            "only for a negative mapping (no rlocs): a mapping with RLOCs forwards to them"
+        )
+
+
+STATIC_MAPPING = Table(
+    StaticMapping,
+    (
+        Key("eid-prefix", network),
+        Key("instance-id", integer(0, IID_MAX)),
+        Key("rlocs", array(RLOC)),
+        Key("action", choice("drop", "native-forward", "send-map-request")),
+    ),
+    checks=(_action, _distinct_rlocs),
+)
+
+
+def _instance(node: Node, instance: InstanceConfig, given: frozenset[str]) -> None:
+    if instance.instance_id == 0:
+        node.key("instance-id").report(
+            "instance-id 0 is the default instance: [xtr] itself configures it"
+        )
+    if instance.table in RESERVED_TABLES:
+        node.key("table").report(
+            f"table {instance.table} is Linux's own (253 default, 254 main, 255 local)"
+        )
+
+
+INSTANCE = Table(
+    InstanceConfig,
+    (
+        Key("instance-id", integer(0, IID_MAX)),
+        Key("tun", ifname),
+        Key("table", integer(1, TABLE_MAX)),
+        Key("eid-space", array(network, at_least=1, unique="prefix"),
+            missing="required: the remote EID prefixes routed into this instance's TUN"),
+        Key("interfaces", array(ifname, unique="interface")),
+    ),
+    checks=(_instance,),
+)
+
+
+def _instances(node: Node, xtr: XtrConfig, given: frozenset[str]) -> None:
+    instances = node.key("instance")
+    duplicates(instances, xtr.instances, lambda i: i.instance_id, "instance-id", at="instance-id")
+    duplicates(instances, xtr.instances, lambda i: i.table, "table", at="table")
+    # A LAN interface's traffic goes to exactly one instance.
+    owner: dict[str, tuple[int, str]] = {}
+    for index, instance in enumerate(xtr.instances):
+        for position, name in enumerate(instance.interfaces):
+            at = instances.item(index).key("interfaces").item(position)
+            if name in owner and owner[name][0] != instance.instance_id:
+                iid, path = owner[name]
+                at.report(f"{name} already belongs to instance-id {iid} ({path})")
+            owner.setdefault(name, (instance.instance_id, at.path))
+
+
+def _mapping_instances(node: Node, xtr: XtrConfig, given: frozenset[str]) -> None:
+    declared = {instance.instance_id for instance in xtr.instances} | {0}
+    lan_instance = {
+        name: instance.instance_id for instance in xtr.instances for name in instance.interfaces
+    }
+    mappings: list[tuple[Node, DatabaseMapping | StaticMapping]] = [
+        *((node.key("database-mapping").item(i), m) for i, m in enumerate(xtr.database_mappings)),
+        *((node.key("static-mapping").item(i), m) for i, m in enumerate(xtr.static_mappings)),
+    ]
+    seen: dict[tuple[int, IPNetwork], str] = {}
+    for at, mapping in mappings:
+        iid = mapping.instance_id
+        if iid not in declared:
+            at.key("instance-id").report(
+                f"instance-id {iid} is not declared: add an [[xtr.instance]] for it"
+            )
+        key = (iid, mapping.eid_prefix)
+        if key in seen:
+            at.key("eid-prefix").report(
+                f"duplicate eid-prefix {mapping.eid_prefix} in instance-id {iid} "
+                f"(also at {seen[key]})"
+            )
+        seen.setdefault(key, at.path)
+        interface = mapping.interface if isinstance(mapping, DatabaseMapping) else None
+        if interface is not None and lan_instance.get(interface, 0) != iid:
+            at.key("interface").report(
+                f"{interface} carries instance-id {lan_instance.get(interface, 0)} "
+                f"(see [[xtr.instance]] interfaces), but this mapping is in instance-id {iid}"
+            )
+
+
+def _tun_mtu(node: Node, xtr: XtrConfig, given: frozenset[str]) -> None:
+    if xtr.tun_mtu is None or xtr.tun_mtu >= IPV6_MTU_MIN:
+        return
+    prefixes = [
+        *xtr.eid_space,
+        *(m.eid_prefix for m in xtr.database_mappings),
+        *(m.eid_prefix for m in xtr.static_mappings),
+        *(p for instance in xtr.instances for p in instance.eid_space),
+    ]
+    if any(isinstance(prefix, IPv6Network) for prefix in prefixes):
+        node.key("tun-mtu").report(
+            f"{xtr.tun_mtu} is below {IPV6_MTU_MIN}, the least IPv6 EIDs need"
+        )
+
+
+XTR = Table(
+    XtrConfig,
+    (
+        Key("tun", ifname),
+        Key("eid-space", array(network, at_least=1, unique="prefix"),
+            missing="required: the remote EID prefixes to route into the TUN (at least one)"),
+        Key("map-cache-limit", integer(1)),
+        Key("tun-mtu", integer(DEVICE_MTU_MIN, MTU_MAX)),
+        Key("database-mapping", array(DATABASE_MAPPING), field="database_mappings"),
+        Key("static-mapping", array(STATIC_MAPPING), field="static_mappings"),
+        Key("instance", array(INSTANCE), field="instances"),
+    ),
+    checks=(_instances, _mapping_instances, _tun_mtu),
+)
+
+STATIC_MAC = Table(StaticMac, (Key("mac", unicast_mac), Key("vtep", address)))
+
+
+def _vteps(node: Node, vxlan: VxlanConfig, given: frozenset[str]) -> None:
+    # One VXLAN socket per local address: every peer has to be of its family.
+    for index, vtep in enumerate(vxlan.flood):
+        at = node.key("flood").item(index)
+        same_family(at, vtep, vxlan.local, f"local ({vxlan.local})")
+        if vtep == vxlan.local:
+            at.report(f"{vtep} is this VTEP's own address (local)")
+    for index, entry in enumerate(vxlan.static):
+        at = node.key("static").item(index).key("vtep")
+        same_family(at, entry.vtep, vxlan.local, f"local ({vxlan.local})")
+    duplicates(node.key("static"), vxlan.static, lambda e: e.mac.hex(":"), "mac", at="mac")
+
+
+VXLAN = Table(
+    VxlanConfig,
+    (
+        Key("device", ifname),
+        Key("vni", integer(0, VNI_MAX)),
+        Key("local", address),
+        Key("flood", array(address, unique="VTEP")),
+        Key("learning", boolean),
+        Key("ageing", integer(1, (1 << 31) - 1)),
+        Key("static", array(STATIC_MAC)),
+        Key("mtu", integer(DEVICE_MTU_MIN, MTU_MAX)),
+    ),
+    checks=(_vteps,),
+)

@@ -1,0 +1,417 @@
+"""Links, addresses, routes, rules and forwarding, through rtnetlink.
+
+The only module that imports pyroute2 (DESIGN.md, principle 5). It uses the
+synchronous `IPRoute`: pyroute2's async API does not work under uvloop, so the
+daemon calls these methods from an executor. The sync `IPRoute` of pyroute2
+0.9 drives an asyncio loop of its own, per thread, so on a thread whose loop
+is running it fails ("this event loop is already running"; under uvloop it
+also leaves a failed task behind); `Netlink()` refuses to be made there.
+Simplest: one `ThreadPoolExecutor(max_workers=1)` that makes and uses it.
+
+Every address, route and rule a `Netlink` object adds is written in a
+ledger; `undo()` removes them, newest first. That is how lispd removes what
+it made on exit. Devices are not in the ledger: lispd's TUN/TAP devices are
+not persistent and vanish (with their addresses and routes) with the fd.
+
+Adds are idempotent, so a daemon restarted after a crash can configure the
+same things again: when the kernel says "File exists" and what exists is
+exactly what was asked for, that is success, but the entry is not recorded,
+since this run did not make it. Deletes are idempotent too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network, ip_address
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from pyroute2 import IPRoute  # type: ignore[import-untyped]
+from pyroute2.netlink.exceptions import (  # type: ignore[import-untyped]
+    NetlinkError as _PyrouteError,
+)
+
+Family = Literal[4, 6]
+Interface = IPv4Interface | IPv6Interface
+Network = IPv4Network | IPv6Network
+
+MAIN_TABLE = 254
+RT_SCOPE_LINK = 253  # what `ip route add PREFIX dev DEV` uses for IPv4
+IFA_F_NODAD = 0x02
+
+# What the kernel answers when a delete finds nothing to delete: no such
+# route (ESRCH), rule (ENOENT), address (EADDRNOTAVAIL) or device (ENODEV).
+_GONE = frozenset({errno.ESRCH, errno.ENOENT, errno.EADDRNOTAVAIL, errno.ENODEV})
+
+_FORWARDING = {
+    4: "net/ipv4/ip_forward",
+    6: "net/ipv6/conf/all/forwarding",
+}
+
+
+class NetlinkError(Exception):
+    """A netlink request failed; the message says what was attempted.
+
+    `code` is the errno the kernel answered (0 when the failure was ours).
+    """
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class AddressRecord:
+    """An address lispd put on a device."""
+
+    dev: str
+    interface: Interface
+
+    def __str__(self) -> str:
+        return f"address {self.interface} dev {self.dev}"
+
+
+@dataclass(frozen=True)
+class RouteRecord:
+    """A route to `prefix` out of `dev`, in `table` (None: main)."""
+
+    prefix: Network
+    dev: str
+    table: int | None = None
+
+    def __str__(self) -> str:
+        table = "" if self.table is None else f" table {self.table}"
+        return f"route {self.prefix} dev {self.dev}{table}"
+
+
+@dataclass(frozen=True)
+class RuleRecord:
+    """A policy rule: packets that came in on `iif` look up `table`."""
+
+    iif: str
+    table: int
+    family: Family
+    priority: int | None = None
+
+    def __str__(self) -> str:
+        priority = "" if self.priority is None else f" priority {self.priority}"
+        return f"ipv{self.family} rule iif {self.iif} table {self.table}{priority}"
+
+
+Record = AddressRecord | RouteRecord | RuleRecord
+
+
+class Netlink:
+    """rtnetlink in one network namespace, with a ledger of what it added.
+
+    `netns=None` works on the namespace of the calling process (the daemon's
+    way); a name (as in /run/netns/NAME, which must exist) is for tests and
+    tools. Leaving the `with` block closes the socket but does not undo:
+    the daemon decides when to call `undo()`.
+    """
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        self._ledger: list[Record] = []
+        where = "" if netns is None else f" in netns {netns}"
+        if _loop_running():
+            raise NetlinkError(
+                f"open rtnetlink socket{where}: not on the event loop's thread (use an executor)"
+            )
+        try:
+            # flags=0: never create the namespace (pyroute2's default
+            # O_CREAT would make a new empty one for a mistyped name).
+            self._ipr: Any = IPRoute(netns=netns, flags=0) if netns is not None else IPRoute()
+        except (_PyrouteError, OSError) as error:
+            raise NetlinkError(f"open rtnetlink socket{where}: {_reason(error)}") from error
+
+    def __enter__(self) -> Netlink:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    # Links.
+
+    def link_index(self, name: str) -> int:
+        indexes = self._call(f"look up link {name}", self._ipr.link_lookup, ifname=name)
+        if not indexes:
+            raise NetlinkError(f"no such device {name}", errno.ENODEV)
+        return int(indexes[0])
+
+    def link_exists(self, name: str) -> bool:
+        return bool(self._call(f"look up link {name}", self._ipr.link_lookup, ifname=name))
+
+    def link_mtu(self, name: str) -> int:
+        index = self.link_index(name)
+        (link,) = self._call(f"get link {name}", self._ipr.link, "get", index=index)
+        return int(link.get_attr("IFLA_MTU"))
+
+    def set_link(self, name: str, *, up: bool = True, mtu: int | None = None) -> None:
+        """Set a link up or down and, if given, its MTU. Not in the ledger."""
+        index = self.link_index(name)
+        changes: dict[str, Any] = {"state": "up" if up else "down"}
+        what = f"set link {name} {changes['state']}"
+        if mtu is not None:
+            changes["mtu"] = mtu
+            what += f" mtu {mtu}"
+        self._call(what, self._ipr.link, "set", index=index, **changes)
+
+    # Addresses.
+
+    def add_address(self, name: str, interface: Interface) -> None:
+        """Add an address (e.g. 192.0.2.10/32); IPv6 with nodad, usable at once."""
+        record = AddressRecord(name, interface)
+        self._add(record, lambda: self._address("add", record), lambda: self._has_address(record))
+
+    def delete_address(self, name: str, interface: Interface) -> bool:
+        """Remove an address; False if it was not there."""
+        return self._delete(AddressRecord(name, interface))
+
+    def _address(self, command: str, record: AddressRecord) -> None:
+        index = self.link_index(record.dev)
+        extra: dict[str, Any] = {}
+        if command == "add" and record.interface.version == 6:
+            # No duplicate address detection: the EID must be usable as soon
+            # as lispd says it is ready, and it is ours by configuration.
+            extra["flags"] = IFA_F_NODAD
+        self._ipr.addr(
+            command,
+            index=index,
+            address=str(record.interface.ip),
+            prefixlen=record.interface.network.prefixlen,
+            **extra,
+        )
+
+    def _has_address(self, record: AddressRecord) -> bool:
+        index = self.link_index(record.dev)
+        family = _family(record.interface.version)
+        for message in self._ipr.get_addr(index=index, family=family):
+            # IFA_LOCAL is the address itself; IPv6 sends only IFA_ADDRESS.
+            local = message.get_attr("IFA_LOCAL") or message.get_attr("IFA_ADDRESS")
+            if (
+                local is not None
+                and ip_address(local) == record.interface.ip
+                and message["prefixlen"] == record.interface.network.prefixlen
+            ):
+                return True
+        return False
+
+    # Routes.
+
+    def add_route(self, prefix: Network, *, dev: str, table: int | None = None) -> None:
+        """Route `prefix` out of `dev` (no gateway), in `table` (None: main)."""
+        record = RouteRecord(prefix, dev, table)
+        self._add(record, lambda: self._route("add", record), lambda: self._has_route(record))
+
+    def delete_route(self, prefix: Network, *, dev: str, table: int | None = None) -> bool:
+        """Remove a route; False if it was not there."""
+        return self._delete(RouteRecord(prefix, dev, table))
+
+    def _route(self, command: str, record: RouteRecord) -> None:
+        spec: dict[str, Any] = {
+            "dst": str(record.prefix),
+            "oif": self.link_index(record.dev),
+            "table": MAIN_TABLE if record.table is None else record.table,
+        }
+        if record.prefix.version == 4:
+            spec["scope"] = RT_SCOPE_LINK
+        self._ipr.route(command, **spec)
+
+    def _has_route(self, record: RouteRecord) -> bool:
+        # The kernel says "File exists" for the same prefix in the same
+        # table whatever the device; only the same device counts as ours.
+        index = self.link_index(record.dev)
+        table = MAIN_TABLE if record.table is None else record.table
+        family = _family(record.prefix.version)
+        for message in self._ipr.get_routes(family=family, table=table):
+            dst = message.get_attr("RTA_DST")  # absent for a default route
+            if (
+                message["dst_len"] == record.prefix.prefixlen
+                and (dst is None or ip_address(dst) == record.prefix.network_address)
+                and message.get_attr("RTA_OIF") == index
+                and (message.get_attr("RTA_TABLE") or message["table"]) == table
+            ):
+                return True
+        return False
+
+    # Rules.
+
+    def add_rule(
+        self, *, iif: str, table: int, family: Family, priority: int | None = None
+    ) -> None:
+        """Packets that came in on `iif` look up `table`.
+
+        Without a priority the kernel picks one just below the first
+        non-zero rule. A re-run is idempotent on kernels since 4.16, which
+        answer "File exists" for an identical rule (older ones add a copy).
+        """
+        record = RuleRecord(iif, table, family, priority)
+        # The kernel answers "File exists" only for an identical rule.
+        self._add(record, lambda: self._rule("add", record), lambda: True)
+
+    def delete_rule(
+        self, *, iif: str, table: int, family: Family, priority: int | None = None
+    ) -> bool:
+        """Remove a rule; False if it was not there."""
+        return self._delete(RuleRecord(iif, table, family, priority))
+
+    def _rule(self, command: str, record: RuleRecord) -> None:
+        spec: dict[str, Any] = {
+            "iifname": record.iif,
+            "table": record.table,
+            "family": _family(record.family),
+        }
+        if record.priority is not None:
+            spec["priority"] = record.priority
+        self._ipr.rule(command, **spec)
+
+    # Forwarding.
+
+    def set_forwarding(self, ipv4: bool, ipv6: bool) -> None:
+        """Turn IPv4 and IPv6 forwarding on or off in this object's namespace.
+
+        /proc/sys/net shows the namespace of the process that opens it, so
+        for the current namespace we write the files; for a named one we
+        run `ip netns exec NAME sysctl -w` (iproute2 and procps). Not in the
+        ledger: forwarding is the host's policy, not lispd's state to undo.
+        Note that IPv6 forwarding on stops the namespace accepting router
+        advertisements on interfaces with accept_ra=1.
+        """
+        wanted = {4: ipv4, 6: ipv6}
+        what = f"set forwarding ipv4 {int(ipv4)} ipv6 {int(ipv6)}"
+        if self.netns is None:
+            try:
+                for version, on in wanted.items():
+                    Path("/proc/sys", _FORWARDING[version]).write_text(f"{int(on)}\n")
+            except OSError as error:
+                raise NetlinkError(f"{what}: {_reason(error)}", error.errno or 0) from error
+            return
+        settings = [
+            f"{_FORWARDING[version].replace('/', '.')}={int(on)}" for version, on in wanted.items()
+        ]
+        try:
+            done = subprocess.run(
+                ["ip", "netns", "exec", self.netns, "sysctl", "-q", "-w", *settings],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            raise NetlinkError(f"{what} in netns {self.netns}: {error}") from error
+        if done.returncode != 0:
+            problem = done.stderr.strip() or f"exit status {done.returncode}"
+            raise NetlinkError(f"{what} in netns {self.netns}: {problem}")
+
+    # The ledger.
+
+    def created(self) -> tuple[Record, ...]:
+        """What this object added and has not removed, oldest first."""
+        return tuple(self._ledger)
+
+    def undo(self) -> None:
+        """Remove everything in the ledger, newest first.
+
+        What is already gone (a TUN that closed took its routes with it) is
+        fine. Every entry is tried; the ones that could not be removed stay
+        in the ledger and are named in the NetlinkError raised at the end.
+        """
+        failures: list[str] = []
+        for record in reversed(list(self._ledger)):
+            try:
+                self._delete(record)
+            except NetlinkError as error:
+                failures.append(str(error))
+        if failures:
+            raise NetlinkError("undo: " + "; ".join(failures))
+
+    def _add(
+        self, record: Record, request: Callable[[], None], identical: Callable[[], bool]
+    ) -> None:
+        try:
+            request()
+        except NetlinkError as error:  # link_index: no such device
+            raise NetlinkError(f"add {record}: {error}", error.code) from error
+        except _PyrouteError as error:
+            if error.code == errno.EEXIST and _quietly(identical):
+                return  # already there exactly as wanted: a re-run, not ours
+            raise NetlinkError(f"add {record}: {_reason(error)}", error.code) from error
+        except OSError as error:
+            raise NetlinkError(f"add {record}: {_reason(error)}", error.errno or 0) from error
+        self._ledger.append(record)
+
+    def _delete(self, record: Record) -> bool:
+        gone = False
+        try:
+            if isinstance(record, AddressRecord):
+                self._address("del", record)
+            elif isinstance(record, RouteRecord):
+                self._route("del", record)
+            else:
+                self._rule("del", record)
+        except NetlinkError as error:
+            # link_index: the device is gone, and what was on it with it.
+            if error.code != errno.ENODEV:
+                raise NetlinkError(f"delete {record}: {error}", error.code) from error
+            gone = True
+        except _PyrouteError as error:
+            if error.code not in _GONE:
+                raise NetlinkError(f"delete {record}: {_reason(error)}", error.code) from error
+            gone = True
+        except OSError as error:
+            raise NetlinkError(f"delete {record}: {_reason(error)}", error.errno or 0) from error
+        if record in self._ledger:
+            self._ledger.remove(record)
+        return not gone
+
+    def _call(self, what: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except _PyrouteError as error:
+            raise NetlinkError(f"{what}: {_reason(error)}", error.code) from error
+        except OSError as error:
+            raise NetlinkError(f"{what}: {_reason(error)}", error.errno or 0) from error
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _quietly(question: Callable[[], bool]) -> bool:
+    """The answer, or False if even asking fails."""
+    try:
+        return question()
+    except (NetlinkError, _PyrouteError, OSError):
+        return False
+
+
+def _family(version: int) -> int:
+    return socket.AF_INET if version == 4 else socket.AF_INET6
+
+
+def _reason(error: BaseException) -> str:
+    """The kernel's words for an error: "File exists", not "(17, 'File exists')"."""
+    if isinstance(error, _PyrouteError):
+        return str(error.args[1]) if len(error.args) > 1 else str(error)
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error)
