@@ -16,8 +16,11 @@ test: deps $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) -m lispd demo
 
-bench: $(VENV)/.installed
+# Micro-benches, then the data-plane throughput bench (root: namespaces, iperf3).
+bench: deps $(VENV)/.installed
 	$(PY) bench/checksum.py
+	if [ -f bench/lookup.py ]; then $(PY) bench/lookup.py; fi
+	$(PY) bench/throughput.py
 
 # Debian packages the interop tests use; installed once, only when missing.
 deps:

@@ -5,15 +5,43 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lispd import __version__
+import uvloop
+
+from lispd import __version__, daemon, log
+from lispd.config import Config, ConfigError, load
 
 # Each command names the issue that builds it; until then it says so and
 # exits non-zero rather than pretend.
 _NOT_BUILT = {
-    "run": "the daemon is not built yet (data-plane issue)",
-    "check-config": "configuration checking is not built yet (operations issue)",
     "demo": "the demo is not built yet (operations issue): `make test` runs what exists",
 }
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load(path)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return None
+    except OSError as error:
+        print(f"{path}: {error.strerror}", file=sys.stderr)
+        return None
+
+
+def _run(path: str) -> int:
+    config = _load(path)
+    if config is None:
+        return 1
+    log.configure(config.daemon.log_format, config.daemon.log_level)
+    uvloop.run(daemon.run(config))
+    return 0
+
+
+def _check(path: str) -> int:
+    if _load(path) is None:
+        return 1
+    print(f"{path}: ok")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,5 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("file")
     commands.add_parser("demo", help="multi-site overlay demo in network namespaces")
     args = parser.parse_args(argv)
+    if args.command == "run":
+        return _run(args.config)
+    if args.command == "check-config":
+        return _check(args.file)
     print(f"lispd {args.command}: {_NOT_BUILT[args.command]}", file=sys.stderr)
     return 2

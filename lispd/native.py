@@ -118,11 +118,46 @@ def write_vxlan_header(buf: bytearray, offset: int, vni: int) -> int:
     return _written(_lib.lispd_vxlan_header_write(_out(buf, offset), len(buf), offset, vni), offset)
 
 
+def flow_hash(packet: bytes) -> int:
+    """lispd_flow_hash: twin of lispd.wire.flow.flow_hash."""
+    result: int = _lib.lispd_flow_hash(_in(packet), len(packet))
+    return result
+
+
+def frame_hash(frame: bytes) -> int:
+    """lispd_frame_hash: twin of lispd.wire.flow.frame_hash."""
+    result: int = _lib.lispd_frame_hash(_in(frame), len(frame))
+    return result
+
+
+_ICMP_ANSWER_MAX = 1280  # the IPv6 answer's bound; an IPv4 one is at most 576
+
+
+def icmp_too_big(packet: bytes, mtu: int, source: bytes) -> bytes | None:
+    """lispd_icmp_too_big: twin of lispd.wire.icmp.too_big, with source as
+    4 or 16 octets of the packet's family. None when no answer may be sent."""
+    check_bits("MTU", mtu, 32, 0)
+    if len(source) not in (4, 16):
+        raise EncodeError(f"ICMP source of {len(source)} octets is neither 4 nor 16", 0)
+    version = packet[0] >> 4 if packet else 0
+    if version in (4, 6) and len(source) != (4 if version == 4 else 16):
+        # The C reads the source by the packet's family: never let it overrun.
+        raise EncodeError(f"an IPv{version} packet answered from {len(source)} octets", 0)
+    out = bytearray(_ICMP_ANSWER_MAX)
+    length: int = _lib.lispd_icmp_too_big(
+        _in(out), len(out), _in(packet), len(packet), mtu, _in(source)
+    )
+    return None if length < 0 else bytes(out[:length])
+
+
 __all__ = [
     "csum_add",
     "csum_fold",
     "csum_update16",
     "csum_update32",
+    "flow_hash",
+    "frame_hash",
+    "icmp_too_big",
     "inet_checksum",
     "udp_checksum",
     "write_ipv4_header",

@@ -92,16 +92,19 @@ class RouteRecord:
 
 @dataclass(frozen=True)
 class RuleRecord:
-    """A policy rule: packets that came in on `iif` look up `table`."""
+    """A policy rule: packets that came in on `iif`, or that come from
+    `source`, look up `table`."""
 
-    iif: str
+    iif: str | None
     table: int
     family: Family
     priority: int | None = None
+    source: Network | None = None
 
     def __str__(self) -> str:
         priority = "" if self.priority is None else f" priority {self.priority}"
-        return f"ipv{self.family} rule iif {self.iif} table {self.table}{priority}"
+        selector = f"iif {self.iif}" if self.iif is not None else f"from {self.source}"
+        return f"ipv{self.family} rule {selector} table {self.table}{priority}"
 
 
 Record = AddressRecord | RouteRecord | RuleRecord
@@ -161,14 +164,20 @@ class Netlink:
         (link,) = self._call(f"get link {name}", self._ipr.link, "get", index=index)
         return int(link.get_attr("IFLA_MTU"))
 
-    def set_link(self, name: str, *, up: bool = True, mtu: int | None = None) -> None:
-        """Set a link up or down and, if given, its MTU. Not in the ledger."""
+    def set_link(
+        self, name: str, *, up: bool = True, mtu: int | None = None, txqlen: int | None = None
+    ) -> None:
+        """Set a link up or down and, if given, its MTU and transmit queue
+        length. Not in the ledger."""
         index = self.link_index(name)
         changes: dict[str, Any] = {"state": "up" if up else "down"}
         what = f"set link {name} {changes['state']}"
         if mtu is not None:
             changes["mtu"] = mtu
             what += f" mtu {mtu}"
+        if txqlen is not None:
+            changes["txqlen"] = txqlen
+            what += f" txqueuelen {txqlen}"
         self._call(what, self._ipr.link, "set", index=index, **changes)
 
     # Addresses.
@@ -252,30 +261,46 @@ class Netlink:
     # Rules.
 
     def add_rule(
-        self, *, iif: str, table: int, family: Family, priority: int | None = None
+        self,
+        *,
+        table: int,
+        family: Family,
+        iif: str | None = None,
+        source: Network | None = None,
+        priority: int | None = None,
     ) -> None:
-        """Packets that came in on `iif` look up `table`.
+        """Packets that came in on `iif` (or, given `source` instead, that
+        come from it) look up `table`.
 
         Without a priority the kernel picks one just below the first
         non-zero rule. A re-run is idempotent on kernels since 4.16, which
         answer "File exists" for an identical rule (older ones add a copy).
         """
-        record = RuleRecord(iif, table, family, priority)
+        if (iif is None) == (source is None):
+            raise ValueError("a rule selects by exactly one of iif and source")
+        record = RuleRecord(iif, table, family, priority, source)
         # The kernel answers "File exists" only for an identical rule.
         self._add(record, lambda: self._rule("add", record), lambda: True)
 
     def delete_rule(
-        self, *, iif: str, table: int, family: Family, priority: int | None = None
+        self,
+        *,
+        table: int,
+        family: Family,
+        iif: str | None = None,
+        source: Network | None = None,
+        priority: int | None = None,
     ) -> bool:
         """Remove a rule; False if it was not there."""
-        return self._delete(RuleRecord(iif, table, family, priority))
+        return self._delete(RuleRecord(iif, table, family, priority, source))
 
     def _rule(self, command: str, record: RuleRecord) -> None:
-        spec: dict[str, Any] = {
-            "iifname": record.iif,
-            "table": record.table,
-            "family": _family(record.family),
-        }
+        spec: dict[str, Any] = {"table": record.table, "family": _family(record.family)}
+        if record.iif is not None:
+            spec["iifname"] = record.iif
+        if record.source is not None:
+            spec["src"] = str(record.source.network_address)
+            spec["src_len"] = record.source.prefixlen
         if record.priority is not None:
             spec["priority"] = record.priority
         self._ipr.rule(command, **spec)
@@ -285,28 +310,37 @@ class Netlink:
     def set_forwarding(self, ipv4: bool, ipv6: bool) -> None:
         """Turn IPv4 and IPv6 forwarding on or off in this object's namespace.
 
-        /proc/sys/net shows the namespace of the process that opens it, so
-        for the current namespace we write the files; for a named one we
-        run `ip netns exec NAME sysctl -w` (iproute2 and procps). Not in the
-        ledger: forwarding is the host's policy, not lispd's state to undo.
-        Note that IPv6 forwarding on stops the namespace accepting router
-        advertisements on interfaces with accept_ra=1.
+        Not in the ledger: forwarding is the host's policy, not lispd's state
+        to undo. Note that IPv6 forwarding on stops the namespace accepting
+        router advertisements on interfaces with accept_ra=1.
         """
-        wanted = {4: ipv4, 6: ipv6}
-        what = f"set forwarding ipv4 {int(ipv4)} ipv6 {int(ipv6)}"
+        self._sysctl(
+            f"set forwarding ipv4 {int(ipv4)} ipv6 {int(ipv6)}",
+            {_FORWARDING[4]: int(ipv4), _FORWARDING[6]: int(ipv6)},
+        )
+
+    def accept_local(self, name: str) -> None:
+        """Accept packets coming in on `name` whose source is one of this
+        host's addresses (the ITR answers "too big" from its own RLOC through
+        the TUN). Goes with the device; nothing to undo."""
+        self._sysctl(f"set accept_local on {name}", {f"net/ipv4/conf/{name}/accept_local": 1})
+
+    def _sysctl(self, what: str, settings: dict[str, int]) -> None:
+        """/proc/sys/net shows the namespace of the process that opens it, so
+        for the current namespace we write the files; for a named one we run
+        `ip netns exec NAME sysctl -w` (iproute2 and procps)."""
         if self.netns is None:
             try:
-                for version, on in wanted.items():
-                    Path("/proc/sys", _FORWARDING[version]).write_text(f"{int(on)}\n")
+                for key, value in settings.items():
+                    Path("/proc/sys", key).write_text(f"{value}\n")
             except OSError as error:
                 raise NetlinkError(f"{what}: {_reason(error)}", error.errno or 0) from error
             return
-        settings = [
-            f"{_FORWARDING[version].replace('/', '.')}={int(on)}" for version, on in wanted.items()
-        ]
+        # procps takes the /-separated form, which keeps a '.' in a device name.
+        assignments = [f"{key}={value}" for key, value in settings.items()]
         try:
             done = subprocess.run(
-                ["ip", "netns", "exec", self.netns, "sysctl", "-q", "-w", *settings],
+                ["ip", "netns", "exec", self.netns, "sysctl", "-q", "-w", *assignments],
                 capture_output=True,
                 text=True,
                 timeout=10,

@@ -24,7 +24,7 @@ ffibuilder.set_source(
     # Paths relative to the repository root, where setup.py runs.
     sources=[f"native/{name}" for name in SOURCES],
     include_dirs=["native"],
-    extra_compile_args=["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror"],
+    extra_compile_args=["-O2", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror"],
 )
 
 if __name__ == "__main__":

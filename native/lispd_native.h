@@ -4,8 +4,8 @@
  * Every function here has a pure-Python twin in the lispd package
  * (lispd.wire.inet, lispd.wire.data); tests check one against the other.
  * Multi-byte values in buffers are always network byte order; integers in
- * arguments and results are host values. No function allocates or keeps a
- * pointer past its return.
+ * arguments and results are host values. Only the table and data-plane
+ * constructors allocate; nothing else keeps a pointer past its return.
  *
  * This file is also fed to cffi's cdef, which is why it holds nothing but
  * declarations and the lines starting with '#' that the build script drops.
@@ -66,5 +66,312 @@ int lispd_lisp_header_write(uint8_t *buf, size_t cap, size_t off, uint8_t flags,
 /* RFC 7348 section 5: write the 8-byte VXLAN header (I flag, 24-bit VNI,
  * reserved bits zero) at buf + off. Returns 8, or -1 when it does not fit. */
 int lispd_vxlan_header_write(uint8_t *buf, size_t cap, size_t off, uint32_t vni);
+
+/* ===================================================================== *
+ * Flow hash and ICMP (native/flow.c, native/icmp.c).                     *
+ * Twins: lispd.wire.flow, lispd.wire.icmp.                               *
+ * ===================================================================== */
+
+/* 32-bit FNV-1a over the inner flow of an IP packet: source address,
+ * destination address (4 or 16 octets each), protocol (IPv4 protocol or the
+ * IPv6 next header), then the first four octets after the IP header (source
+ * and destination port, as on the wire) for TCP (6), UDP (17), UDP-Lite (136)
+ * and SCTP (132); four zero octets instead for any other protocol, for any
+ * IPv4 fragment (MF set or offset not 0, so all fragments of a datagram hash
+ * alike), or when fewer than four octets follow the header (options
+ * included). IPv6 extension headers are not walked: the fixed header's next
+ * header is hashed as it is. Returns 0 unless the packet starts with a whole
+ * IPv4 header (version 4, IHL >= 5, IHL*4 <= len) or IPv6 header (version 6,
+ * len >= 40); length fields and the checksum are not checked. Stable across
+ * runs and hosts, so a flow sticks to one RLOC and one UDP source port. */
+uint32_t lispd_flow_hash(const uint8_t *packet, size_t len);
+
+/* The flow hash of an Ethernet frame: lispd_flow_hash of the payload for
+ * EtherType 0x0800/0x86DD (one 802.1Q tag skipped when the frame holds all of
+ * it: EtherType at 16, payload at 18); otherwise FNV-1a over the 12 MAC
+ * octets and the (inner) EtherType, the VLAN ID not included. 0 for a frame
+ * shorter than 14. */
+uint32_t lispd_frame_hash(const uint8_t *frame, size_t len);
+
+/* The answer an IP router gives when packet (an IPv4 or IPv6 packet of len
+ * octets) does not fit the next hop's mtu: ICMPv4 type 3 code 4 with the
+ * next-hop MTU (RFC 1191), or ICMPv6 type 2 (RFC 4443) with the MTU, from
+ * source (4 or 16 octets, the packet's family) to the packet's source, TTL /
+ * hop limit 64, carrying as much of the packet as fits in 576 (IPv4) or 1280
+ * (IPv6) octets, with the IP header checksum (IPv4) and the ICMP checksum
+ * (ICMPv6 over its pseudo-header) filled in. Written at out; returns its
+ * length, or -1 when out_cap is too small or the packet is not one an ICMP
+ * error may answer (RFC 1122 3.2.2, RFC 1812 4.3.2.7, RFC 4443 2.4(e)): not
+ * IPv4/IPv6; shorter than its IP header; an ICMP error, i.e. ICMPv4 type
+ * 3/4/5/11/12 or ICMPv6 next header 58 with type < 128, or ICMP without its
+ * type octet; a non-first fragment, i.e. IPv4 offset != 0, or IPv6 whose next
+ * header is a Fragment header with offset != 0 or cut off; an IPv4 source in
+ * 0/8, 127/8, 224/4, 240/4 or an IPv4 destination in 224/4 or
+ * 255.255.255.255; an IPv6 source ::, ::1 or ff00::/8. IPv4: TOS 0, ID 0, DF
+ * clear; an mtu over 65535 is sent as 65535. out may overlap packet. */
+int lispd_icmp_too_big(uint8_t *out, size_t out_cap, const uint8_t *packet, size_t len,
+                       uint32_t mtu, const uint8_t *source);
+
+/* ===================================================================== *
+ * Forwarding tables (native/fib.c, native/fdb.c).                        *
+ * The FIBs are copies of Python's map-cache and database (lispd.mapcache *
+ * is authoritative). The FDB learns in C, where the frames are; its      *
+ * static entries come from the configuration. Wrappers:                  *
+ * lispd.dataplane.tables; naive twins in tests/property/test_tables.py.  *
+ * ===================================================================== */
+
+enum {
+    LISPD_MAX_LOCATORS = 8,     /* per forwarding entry */
+    LISPD_FAMILY_IPV4 = 4,
+    LISPD_FAMILY_IPV6 = 6
+};
+
+/* What the fast path does with a packet that matches an entry. */
+enum {
+    LISPD_ACT_ENCAP = 0,        /* encapsulate to one of the locators */
+    LISPD_ACT_DROP = 1,         /* negative entry, action drop */
+    LISPD_ACT_NATIVE = 2,       /* negative entry, action native-forward */
+    LISPD_ACT_PUNT = 3,         /* negative entry, send-map-request: to Python */
+    LISPD_ACT_LOCAL = 4         /* database table: a local EID prefix */
+};
+
+/* An RLOC and its share of the traffic. The fast path picks among the
+ * locators of an entry by weight on the flow hash: h % sum(weights) walked
+ * over the cumulative weights in order; when every weight is 0, h % n. */
+struct lispd_locator {
+    uint8_t family;             /* LISPD_FAMILY_IPV4 or _IPV6 */
+    uint8_t address[16];        /* 4 or 16 octets used */
+    uint32_t weight;
+};
+
+/* (instance-id, family, prefix/len): prefix octets past prefix_len are zero. */
+struct lispd_fib_key {
+    uint32_t instance_id;       /* 24 bits */
+    uint8_t family;
+    uint8_t prefix_len;         /* 0..32 or 0..128 */
+    uint8_t prefix[16];
+};
+
+struct lispd_fib_entry {
+    uint8_t action;             /* LISPD_ACT_* */
+    uint32_t lsbs;              /* database: the locator-status-bits to send */
+    uint32_t n_locators;        /* ENCAP: 1..LISPD_MAX_LOCATORS */
+    struct lispd_locator locators[8];
+};
+
+struct lispd_fib;
+
+/* A longest-prefix-match table for at most limit entries. */
+struct lispd_fib *lispd_fib_new(uint32_t limit);
+void lispd_fib_free(struct lispd_fib *fib);
+
+/* Insert or replace. Returns 0; -1 for an invalid key or entry (family,
+ * prefix_len, bits past the prefix, instance-id over 24 bits, action,
+ * n_locators, a locator family); -2 when the table is full. */
+int lispd_fib_set(struct lispd_fib *fib, const struct lispd_fib_key *key,
+                  const struct lispd_fib_entry *entry);
+
+/* Returns 0, or -1 when there is no such entry. */
+int lispd_fib_delete(struct lispd_fib *fib, const struct lispd_fib_key *key);
+void lispd_fib_clear(struct lispd_fib *fib);
+uint32_t lispd_fib_size(const struct lispd_fib *fib);
+
+/* The longest prefix of (instance_id, family) covering address, or NULL.
+ * When matched is not NULL it receives the entry's key. The first hit on an
+ * entry since the last drain queues its key for lispd_fib_drain_used. */
+const struct lispd_fib_entry *lispd_fib_lookup(struct lispd_fib *fib, uint32_t instance_id,
+                                               uint8_t family, const uint8_t *address,
+                                               struct lispd_fib_key *matched);
+
+/* Copy out (at most cap) keys of entries hit since the last drain and forget
+ * them: how Python learns which map-cache entries are in use. */
+uint32_t lispd_fib_drain_used(struct lispd_fib *fib, struct lispd_fib_key *out, uint32_t cap);
+
+/* The VXLAN forwarding database: (VNI, MAC) -> remote VTEP. */
+struct lispd_fdb_entry {
+    uint32_t vni;
+    uint8_t mac[6];
+    uint8_t family;             /* of the VTEP address */
+    uint8_t vtep[16];
+    uint8_t is_static;          /* never aged, never overwritten by learning */
+    uint64_t last_seen_ms;
+};
+
+struct lispd_fdb;
+
+struct lispd_fdb *lispd_fdb_new(uint32_t limit);
+void lispd_fdb_free(struct lispd_fdb *fdb);
+
+/* Insert or replace (a static entry, or a learned one restored). Returns 0,
+ * -1 invalid (VNI over 24 bits, family, a multicast MAC), -2 full. */
+int lispd_fdb_set(struct lispd_fdb *fdb, const struct lispd_fdb_entry *entry);
+
+/* Learning from a received frame: source MAC mac seen behind vtep. Returns
+ * 0 when the entry existed with that VTEP (last_seen refreshed), 1 when it
+ * was added or moved to a new VTEP, 2 when a static entry holds the MAC
+ * (unchanged), -1 for a multicast MAC, -2 when the table is full. */
+int lispd_fdb_learn(struct lispd_fdb *fdb, uint32_t vni, const uint8_t *mac, uint8_t family,
+                    const uint8_t *vtep, uint64_t now_ms);
+
+int lispd_fdb_delete(struct lispd_fdb *fdb, uint32_t vni, const uint8_t *mac);
+const struct lispd_fdb_entry *lispd_fdb_lookup(const struct lispd_fdb *fdb, uint32_t vni,
+                                               const uint8_t *mac);
+
+/* Remove learned entries not seen for max_age_ms; returns how many. */
+uint32_t lispd_fdb_age(struct lispd_fdb *fdb, uint64_t now_ms, uint64_t max_age_ms);
+uint32_t lispd_fdb_size(const struct lispd_fdb *fdb);
+
+/* Copy out at most cap entries (in no particular order); returns how many. */
+uint32_t lispd_fdb_dump(const struct lispd_fdb *fdb, struct lispd_fdb_entry *out, uint32_t cap);
+
+/* ===================================================================== *
+ * The batched fast path (native/dataplane.c).                            *
+ * Twin of the per-packet steps: lispd.dataplane.reference.               *
+ * ===================================================================== */
+
+enum {
+    LISPD_BATCH = 64,           /* packets per wake-up and per sendmmsg */
+    LISPD_HEADROOM = 128,       /* reserved in front of every packet buffer */
+    LISPD_BUFFER = 65536 + 128, /* a 64 KiB read plus headroom */
+    LISPD_MAX_TUNS = 64,
+    LISPD_MAX_SEGMENTS = 256,
+    LISPD_MAX_FLOOD = 64,
+    LISPD_LISP_PORT = 4341,
+    LISPD_VXLAN_PORT = 4789
+};
+
+/* Why a packet was dropped: the index into lispd_counters.drops. */
+enum {
+    LISPD_DROP_TRUNCATED = 0,       /* shorter than its headers */
+    LISPD_DROP_BAD_INNER = 1,       /* inner packet not valid IPv4/IPv6 */
+    LISPD_DROP_BAD_FLAGS = 2,       /* LISP N+V, K bits; VXLAN without I */
+    LISPD_DROP_UNKNOWN_INSTANCE = 3,/* no TUN serves the instance-id */
+    LISPD_DROP_NOT_LOCAL_EID = 4,   /* ETR: destination not a local EID */
+    LISPD_DROP_MISS = 5,            /* ITR: no map-cache entry */
+    LISPD_DROP_NEGATIVE = 6,        /* negative entry with action drop */
+    LISPD_DROP_NATIVE_FORWARD = 7,  /* native-forward with no proxy-ETR */
+    LISPD_DROP_TOO_BIG = 8,         /* does not fit and may not be answered */
+    LISPD_DROP_NO_RLOC = 9,         /* no local RLOC of the locator's family */
+    LISPD_DROP_SEND_ERROR = 10,
+    LISPD_DROP_WRITE_ERROR = 11,
+    LISPD_DROP_UNKNOWN_VNI = 12,
+    LISPD_DROP_BAD_FRAME = 13,      /* Ethernet frame shorter than 14 */
+    LISPD_DROP_NO_DESTINATION = 14, /* unknown MAC and nothing to flood to */
+    LISPD_DROP_COUNT = 15
+};
+
+struct lispd_counters {
+    uint64_t itr_packets, itr_bytes;        /* encapsulated and sent (outer bytes) */
+    uint64_t etr_packets, etr_bytes;        /* decapsulated and written (inner bytes) */
+    uint64_t vxlan_tx_packets, vxlan_tx_bytes;
+    uint64_t vxlan_rx_packets, vxlan_rx_bytes;
+    uint64_t flood_copies;                  /* head-end replicas sent */
+    uint64_t misses;                        /* punted to Python */
+    uint64_t icmp_too_big;                  /* answers written back */
+    uint64_t fdb_learned, fdb_learn_full;   /* MACs added or moved; refused: full */
+    uint64_t batches;                       /* wake-ups that moved something */
+    uint64_t drops[15];                     /* by LISPD_DROP_* */
+};
+
+/* What to do with one packet (the result of a *_process step). */
+enum {
+    LISPD_VERDICT_SEND = 0,     /* send [offset, offset+length) to address */
+    LISPD_VERDICT_WRITE = 1,    /* write [offset, offset+length) to device index */
+    LISPD_VERDICT_DROP = 2,     /* reason says why */
+    LISPD_VERDICT_MISS = 3,     /* no entry: (instance, family, address) to Python */
+    LISPD_VERDICT_FLOOD = 4     /* VXLAN: replicate to the segment's flood list */
+};
+
+struct lispd_verdict {
+    int32_t verdict;            /* LISPD_VERDICT_* */
+    int32_t reason;             /* LISPD_DROP_* when DROP */
+    uint32_t offset, length;
+    uint32_t index;             /* device index for WRITE */
+    uint32_t instance_id;       /* MISS */
+    uint8_t family;             /* SEND: of address; MISS: of the EID */
+    uint8_t address[16];        /* SEND: outer destination; MISS: the EID */
+};
+
+/* A miss handed to Python. */
+struct lispd_miss {
+    uint32_t instance_id;
+    uint8_t family;
+    uint8_t address[16];
+};
+
+struct lispd_dp;
+
+/* The fast path over the given tables (not owned, must outlive it). */
+struct lispd_dp *lispd_dp_new(struct lispd_fib *mapcache, struct lispd_fib *database,
+                              struct lispd_fdb *fdb);
+void lispd_dp_free(struct lispd_dp *dp);
+struct lispd_counters *lispd_dp_counters(struct lispd_dp *dp);
+
+/* Deterministic nonces (tests); by default seeded from getrandom(). */
+void lispd_dp_seed(struct lispd_dp *dp, uint64_t seed);
+
+/* The underlay: local RLOCs used as outer sources (NULL for none of a
+ * family), the underlay MTU, and the raw IPPROTO_RAW sockets that send
+ * whole outer packets (-1 for none). */
+void lispd_dp_set_underlay(struct lispd_dp *dp, const uint8_t *rloc4, const uint8_t *rloc6,
+                           uint32_t mtu, int raw4_fd, int raw6_fd);
+
+/* A TUN serving instance_id: returns its device index, -1 when full or the
+ * instance already has one. */
+int lispd_dp_add_tun(struct lispd_dp *dp, int fd, uint32_t instance_id);
+
+/* A VXLAN segment: TAP fd, VNI, the local VTEP address (family 4/6) and
+ * whether to learn; returns its index, -1 when full or the VNI is taken. */
+int lispd_dp_add_segment(struct lispd_dp *dp, int tap_fd, uint32_t vni, uint8_t family,
+                         const uint8_t *local, int learning);
+
+/* Replace a segment's flood list (head-end replication peers). -1 when the
+ * segment does not exist or n is over LISPD_MAX_FLOOD. */
+int lispd_dp_set_flood(struct lispd_dp *dp, uint32_t segment,
+                       const struct lispd_locator *peers, uint32_t n);
+
+/* ITR step: the inner IP packet at buf[offset, offset+length), read from TUN
+ * tun, with LISPD_HEADROOM free in front of it. On SEND the outer IP, UDP
+ * (source port from the flow hash, destination 4341) and LISP header (N bit
+ * with nonce; I + instance-id when not 0; L + the source EID's
+ * locator-status-bits when it is a local EID) have been written in front of
+ * it. On WRITE the buffer holds an ICMP too-big answer for the TUN. */
+void lispd_itr_process(struct lispd_dp *dp, uint32_t tun, uint8_t *buf, size_t cap,
+                       size_t offset, size_t length, uint32_t nonce, struct lispd_verdict *v);
+
+/* ETR step: the UDP payload (LISP header + inner packet) at buf[0, length)
+ * that arrived from source with the outer TTL/hop limit and TOS/traffic
+ * class given. On WRITE the inner packet (TTL lowered to the outer one when
+ * that is smaller, ECN CE carried in) is at [offset, offset+length) for TUN
+ * index. */
+void lispd_etr_process(struct lispd_dp *dp, uint8_t *buf, size_t length, uint8_t outer_ttl,
+                       uint8_t outer_tos, struct lispd_verdict *v);
+
+/* VXLAN transmit step: the frame at buf[offset, offset+length) read from
+ * segment's TAP. SEND: outer headers written for the known VTEP. FLOOD: the
+ * frame is broadcast/multicast/unknown unicast; lispd_vxlan_encap then
+ * builds each copy. */
+void lispd_vxlan_tx_process(struct lispd_dp *dp, uint32_t segment, uint8_t *buf, size_t cap,
+                            size_t offset, size_t length, struct lispd_verdict *v);
+
+/* Write the outer IP + UDP + VXLAN headers for segment towards peer in front
+ * of the frame at buf[offset, offset+length); fills v as for SEND. */
+void lispd_vxlan_encap(struct lispd_dp *dp, uint32_t segment, uint8_t *buf, size_t cap,
+                       size_t offset, size_t length, const struct lispd_locator *peer,
+                       struct lispd_verdict *v);
+
+/* VXLAN receive step: the UDP payload at buf[0, length) from VTEP source.
+ * Learns the inner source MAC (when the segment learns); WRITE: the frame
+ * for the segment's TAP at [offset, offset+length). */
+void lispd_vxlan_rx_process(struct lispd_dp *dp, uint8_t *buf, size_t length, uint8_t family,
+                            const uint8_t *source, uint64_t now_ms, struct lispd_verdict *v);
+
+/* I/O: each moves at most LISPD_BATCH packets and returns how many it
+ * read, or -1 with errno for a read error other than EAGAIN. */
+int lispd_itr_batch(struct lispd_dp *dp, uint32_t tun, struct lispd_miss *misses,
+                    uint32_t misses_cap, uint32_t *n_misses);
+int lispd_etr_batch(struct lispd_dp *dp, int udp_fd);
+int lispd_vxlan_tx_batch(struct lispd_dp *dp, uint32_t segment);
+int lispd_vxlan_rx_batch(struct lispd_dp *dp, int udp_fd, uint64_t now_ms);
 
 #endif

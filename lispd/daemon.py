@@ -1,0 +1,257 @@
+"""The composition root: `lispd run` puts the parts together and runs them.
+
+Start-up carries out the host plan (devices, addresses, routes, rules) in an
+executor, loads the static state into the tables, opens the underlay sockets
+and hands every descriptor to the engine. Shutdown undoes it all in reverse,
+so SIGTERM leaves the host as it found it; the devices are non-persistent, so
+even a kill -9 leaves nothing behind that breaks the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from ipaddress import ip_interface
+from typing import Any
+
+import structlog
+
+from lispd import ctl
+from lispd.config.model import Config, StaticMapping
+from lispd.dataplane import plan as host_plan
+from lispd.dataplane import sockets, sync, tuntap
+from lispd.dataplane.engine import Engine
+from lispd.dataplane.fastpath import FastPath, Miss
+from lispd.dataplane.tables import Fdb, FdbEntry, Fib
+from lispd.mapcache import EidPrefix, Locator, MapCache, MapEntry
+from lispd.netlink import Netlink
+from lispd.wire.data import LISP_DATA_PORT, VXLAN_PORT
+from lispd.wire.records import Action
+
+log = structlog.get_logger("lispd")
+
+HOUSEKEEPING_INTERVAL = 1.0
+FDB_LIMIT = 65536
+STATIC_ACTIONS = {
+    "drop": Action.DROP_NO_REASON,
+    "native-forward": Action.NATIVELY_FORWARD,
+    "send-map-request": Action.SEND_MAP_REQUEST,
+}
+
+
+def _monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def static_entry(mapping: StaticMapping) -> MapEntry:
+    prefix = EidPrefix(
+        mapping.instance_id, mapping.eid_prefix.network_address, mapping.eid_prefix.prefixlen
+    )
+    locators = tuple(Locator(r.address, r.priority, r.weight) for r in mapping.rlocs)
+    return MapEntry(prefix, locators, ttl=None, action=STATIC_ACTIONS[mapping.action])
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.plan = host_plan.plan(config)
+        limit = config.xtr.map_cache_limit if config.xtr else 1
+        self.mapcache = MapCache(limit)
+        self.mapcache_fib = Fib(limit)
+        self.database_fib = Fib(max(len(config.xtr.database_mappings), 1) if config.xtr else 1)
+        self.fdb = Fdb(FDB_LIMIT)
+        self.fastpath = FastPath(self.mapcache_fib, self.database_fib, self.fdb)
+        self.netlink: Netlink | None = None
+        self.devices: list[tuntap.Device] = []
+        self.sockets: list[socket.socket] = []
+        self.engine: Engine | None = None
+        self.control: ctl.ControlServer | None = None
+        # pyroute2's sync IPRoute keeps per-thread state: one thread for all
+        # netlink work, start to finish.
+        self._netlink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
+        self._stop = asyncio.Event()
+        self._misses_logged = 0.0
+
+    # -- start-up ------------------------------------------------------------
+
+    def _bring_up_host(self) -> None:
+        """Runs in an executor: netlink calls block."""
+        self.netlink = Netlink()
+        plan = self.plan
+        for tun in plan.tuns:
+            self.devices.append(tuntap.open_tun(tun.name))
+            self.netlink.set_link(tun.name, up=True, mtu=tun.mtu, txqlen=host_plan.TUN_TXQUEUELEN)
+            self.netlink.accept_local(tun.name)
+        for tap in plan.taps:
+            self.devices.append(tuntap.open_tap(tap.name))
+            self.netlink.set_link(tap.name, up=True, mtu=tap.mtu)
+        for address in plan.addresses:
+            self.netlink.add_address(address.device, ip_interface(address.interface))
+        for route in plan.routes:
+            self.netlink.add_route(route.prefix, dev=route.device, table=route.table)
+        for rule in plan.rules:
+            self.netlink.add_rule(
+                iif=rule.iif,
+                source=rule.source,
+                table=rule.table,
+                family=rule.family,
+                priority=rule.priority,
+            )
+        if plan.forwarding:
+            self.netlink.set_forwarding(ipv4=True, ipv6=True)
+
+    def _load_tables(self) -> None:
+        xtr = self.config.xtr
+        if xtr is not None:
+            for mapping in xtr.database_mappings:
+                self.database_fib.set(*sync.database_entry(mapping))
+            for static in xtr.static_mappings:
+                sync.apply(self.mapcache_fib, self.mapcache.insert(static_entry(static),
+                                                                   time.monotonic()))
+        for segment in self.config.vxlan:
+            for pinned in segment.static:
+                self.fdb.set(FdbEntry(segment.vni, pinned.mac, pinned.vtep, True, 0))
+
+    def _open_sockets(self, engine: Engine) -> None:
+        config = self.config
+        rloc4 = next((r for r in config.underlay.rlocs if r.version == 4), None)
+        rloc6 = next((r for r in config.underlay.rlocs if r.version == 6), None)
+        raw = {version: self._keep(sockets.raw_sender(version)) for version in (4, 6)}
+        self.fastpath.set_underlay(
+            rloc4,
+            rloc6,
+            config.underlay.mtu,
+            raw[4].fileno(),
+            raw[6].fileno(),
+        )
+        by_name = {device.name: device for device in self.devices}
+        for tun in self.plan.tuns:
+            index = self.fastpath.add_tun(by_name[tun.name].fd, tun.instance_id)
+            engine.watch_tun(index, by_name[tun.name].fd, tun.name)
+        if config.xtr is not None:
+            for rloc in config.underlay.rlocs:
+                sock = self._keep(sockets.udp_receiver(rloc, LISP_DATA_PORT))
+                engine.watch_lisp(sock.fileno(), f"lisp {rloc}")
+        vteps: set[Any] = set()
+        for segment in config.vxlan:
+            tap = by_name[segment.device]
+            index = self.fastpath.add_segment(tap.fd, segment.vni, segment.local,
+                                              segment.learning)
+            self.fastpath.set_flood(index, segment.flood)
+            engine.watch_tap(index, tap.fd, segment.device)
+            if segment.local not in vteps:
+                vteps.add(segment.local)
+                sock = self._keep(sockets.udp_receiver(segment.local, VXLAN_PORT))
+                engine.watch_vxlan(sock.fileno(), f"vxlan {segment.local}")
+
+    def _keep(self, sock: socket.socket) -> socket.socket:
+        self.sockets.append(sock)
+        return sock
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._netlink_thread, self._bring_up_host)
+        self._load_tables()
+        self.engine = Engine(loop, self.fastpath, self._on_misses, _monotonic_ms)
+        self._open_sockets(self.engine)
+        self.control = ctl.ControlServer(self.config.daemon.control_socket, self._query)
+        await self.control.start()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, partial(log.warning, "reload_not_supported_yet"))
+        log.info(
+            "ready",
+            tuns=[tun.name for tun in self.plan.tuns],
+            taps=[tap.name for tap in self.plan.taps],
+            rlocs=[str(r) for r in self.config.underlay.rlocs],
+            static_mappings=len(self.mapcache),
+        )
+
+    # -- running -------------------------------------------------------------
+
+    def _on_misses(self, misses: list[Miss]) -> None:
+        # Resolution comes with the mapping-system work; here a miss is a
+        # counted drop, logged at most once a second so a flood of them
+        # cannot flood the log.
+        now = time.monotonic()
+        if now - self._misses_logged >= 1.0:
+            self._misses_logged = now
+            log.info("map_cache_miss", eid=str(misses[0].address),
+                     instance_id=misses[0].instance_id, in_batch=len(misses))
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        sync.report_used(self.mapcache_fib, self.mapcache, now)
+        sync.apply(self.mapcache_fib, self.mapcache.expire(now))
+        if self.config.vxlan:
+            ageing = min(segment.ageing for segment in self.config.vxlan)
+            self.fdb.age(_monotonic_ms(), ageing * 1000)
+
+    def _query(self, command: str, args: list[str]) -> Any:
+        if command == "show" and args == ["stats"]:
+            return self.fastpath.counters()
+        if command == "show" and args == ["map-cache"]:
+            return [_entry_json(entry) for entry in self.mapcache]
+        if command == "show" and args == ["vxlan"]:
+            return [
+                {"vni": e.vni, "mac": e.mac.hex(":"), "vtep": str(e.vtep), "static": e.static}
+                for e in self.fdb.dump()
+            ]
+        raise ctl.RequestError(f"unknown request: {command} {' '.join(args)}".strip())
+
+    async def serve(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), HOUSEKEEPING_INTERVAL)
+            self._housekeeping()
+
+    # -- shutdown ------------------------------------------------------------
+
+    def _tear_down_host(self) -> None:
+        for device in self.devices:
+            tuntap.close(device)
+        self.devices.clear()
+        if self.netlink is not None:
+            self.netlink.undo()
+            self.netlink.close()
+            self.netlink = None
+
+    async def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+        if self.control is not None:
+            await self.control.close()
+        for sock in self.sockets:
+            sock.close()
+        self.sockets.clear()
+        await asyncio.get_running_loop().run_in_executor(
+            self._netlink_thread, self._tear_down_host
+        )
+        self._netlink_thread.shutdown()
+        log.info("stopped", **self.fastpath.counters())
+
+
+def _entry_json(entry: MapEntry) -> dict[str, Any]:
+    return {
+        "eid-prefix": str(entry.prefix),
+        "ttl": entry.ttl,
+        "action": entry.action.name.lower(),
+        "rlocs": [
+            {"address": str(r.address), "priority": r.priority, "weight": r.weight, "up": r.up}
+            for r in entry.locators
+        ],
+    }
+
+
+async def run(config: Config) -> None:
+    daemon = Daemon(config)
+    try:
+        await daemon.start()
+        await daemon.serve()
+    finally:
+        await daemon.stop()

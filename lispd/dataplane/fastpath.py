@@ -1,0 +1,228 @@
+"""The batched C fast path (native/steps.c, native/batch.c), typed.
+
+`FastPath` owns a `struct lispd_dp` over the forwarding tables of
+lispd.dataplane.tables. The daemon calls the *_batch methods from the event
+loop when a descriptor is readable; each moves up to LISPD_BATCH packets in
+one C call. The *_process methods run one step on one packet without I/O:
+tests use them to hold the C against its Python twin.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Any
+
+from lispd.dataplane.tables import Fdb, Fib
+from lispd.ffi import buffer_in, constants, ffi, lib
+
+IpAddress = IPv4Address | IPv6Address
+
+BATCH: int = lib.LISPD_BATCH
+HEADROOM: int = lib.LISPD_HEADROOM
+BUFFER: int = lib.LISPD_BUFFER
+DROP_REASONS: dict[int, str] = {
+    value: name for value, name in constants("LISPD_DROP_").items() if name != "count"
+}
+COUNTERS = (
+    "itr_packets",
+    "itr_bytes",
+    "etr_packets",
+    "etr_bytes",
+    "vxlan_tx_packets",
+    "vxlan_tx_bytes",
+    "vxlan_rx_packets",
+    "vxlan_rx_bytes",
+    "flood_copies",
+    "misses",
+    "icmp_too_big",
+    "fdb_learned",
+    "fdb_learn_full",
+    "batches",
+)
+
+
+class FastPathError(Exception):
+    """The fast path refused a setting (our fault: a bug or a limit)."""
+
+
+class VerdictKind(enum.IntEnum):
+    SEND = lib.LISPD_VERDICT_SEND
+    WRITE = lib.LISPD_VERDICT_WRITE
+    DROP = lib.LISPD_VERDICT_DROP
+    MISS = lib.LISPD_VERDICT_MISS
+    FLOOD = lib.LISPD_VERDICT_FLOOD
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one step decided; `data` is the packet it produced (the outer
+    packet for SEND, what goes to the device for WRITE, the frame for FLOOD)."""
+
+    kind: VerdictKind
+    reason: str | None = None
+    data: bytes = b""
+    index: int = 0
+    instance_id: int = 0
+    address: IpAddress | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Miss:
+    """An EID the map-cache has nothing for: Python's to resolve."""
+
+    instance_id: int
+    address: IpAddress
+
+
+def _family(address: IpAddress) -> int:
+    return int(lib.LISPD_FAMILY_IPV6 if address.version == 6 else lib.LISPD_FAMILY_IPV4)
+
+
+def _address(family: int, raw: Any) -> IpAddress:
+    length = 16 if family == lib.LISPD_FAMILY_IPV6 else 4
+    return ip_address(bytes(ffi.buffer(raw, length)))
+
+
+def _locator(address: IpAddress, cdata: Any) -> None:
+    cdata.family = _family(address)
+    ffi.memmove(cdata.address, address.packed, len(address.packed))
+
+
+class FastPath:
+    """One data plane: its devices, underlay and counters."""
+
+    def __init__(self, mapcache: Fib, database: Fib, fdb: Fdb) -> None:
+        # The tables must outlive the C object that points at them.
+        self._tables = (mapcache, database, fdb)
+        handle = lib.lispd_dp_new(mapcache.handle, database.handle, fdb.handle)
+        if handle == ffi.NULL:
+            raise MemoryError("lispd_dp_new")
+        self._dp: Any = ffi.gc(handle, lib.lispd_dp_free)
+        self._counters: Any = lib.lispd_dp_counters(self._dp)
+        self._misses: Any = ffi.new("struct lispd_miss[]", BATCH)
+        self._n_misses: Any = ffi.new("uint32_t *")
+        self._verdict: Any = ffi.new("struct lispd_verdict *")
+
+    def seed(self, seed: int) -> None:
+        lib.lispd_dp_seed(self._dp, seed)
+
+    def set_underlay(
+        self,
+        rloc4: IPv4Address | None,
+        rloc6: IPv6Address | None,
+        mtu: int,
+        raw4_fd: int = -1,
+        raw6_fd: int = -1,
+    ) -> None:
+        lib.lispd_dp_set_underlay(
+            self._dp,
+            buffer_in(rloc4.packed) if rloc4 else ffi.NULL,
+            buffer_in(rloc6.packed) if rloc6 else ffi.NULL,
+            mtu,
+            raw4_fd,
+            raw6_fd,
+        )
+
+    def add_tun(self, fd: int, instance_id: int) -> int:
+        index: int = lib.lispd_dp_add_tun(self._dp, fd, instance_id)
+        if index < 0:
+            raise FastPathError(f"cannot add a TUN for instance-id {instance_id}")
+        return index
+
+    def add_segment(self, fd: int, vni: int, local: IpAddress, learning: bool) -> int:
+        index: int = lib.lispd_dp_add_segment(
+            self._dp, fd, vni, _family(local), buffer_in(local.packed), int(learning)
+        )
+        if index < 0:
+            raise FastPathError(f"cannot add VXLAN segment {vni}")
+        return index
+
+    def set_flood(self, segment: int, peers: tuple[IpAddress, ...]) -> None:
+        array = ffi.new("struct lispd_locator[]", max(len(peers), 1))
+        for slot, peer in zip(array, peers, strict=False):
+            _locator(peer, slot)
+        if lib.lispd_dp_set_flood(self._dp, segment, array, len(peers)) < 0:
+            raise FastPathError(f"cannot set {len(peers)} flood peers on segment {segment}")
+
+    # -- I/O, one batch per call ------------------------------------------
+
+    def itr_batch(self, tun: int) -> tuple[int, list[Miss]]:
+        moved: int = lib.lispd_itr_batch(self._dp, tun, self._misses, BATCH, self._n_misses)
+        misses = [
+            Miss(miss.instance_id, _address(miss.family, miss.address))
+            for miss in self._misses[0 : self._n_misses[0]]
+        ]
+        return moved, misses
+
+    def etr_batch(self, udp_fd: int) -> int:
+        moved: int = lib.lispd_etr_batch(self._dp, udp_fd)
+        return moved
+
+    def vxlan_tx_batch(self, segment: int) -> int:
+        moved: int = lib.lispd_vxlan_tx_batch(self._dp, segment)
+        return moved
+
+    def vxlan_rx_batch(self, udp_fd: int, now_ms: int) -> int:
+        moved: int = lib.lispd_vxlan_rx_batch(self._dp, udp_fd, now_ms)
+        return moved
+
+    def counters(self) -> dict[str, int]:
+        """Every counter, drops as drop_<reason>."""
+        values = {name: int(getattr(self._counters, name)) for name in COUNTERS}
+        for value, reason in DROP_REASONS.items():
+            values[f"drop_{reason}"] = int(self._counters.drops[value])
+        return values
+
+    # -- one step on one packet (tests) -----------------------------------
+
+    def _verdict_of(self, buf: bytearray) -> Verdict:
+        v = self._verdict
+        kind = VerdictKind(v.verdict)
+        if kind is VerdictKind.DROP:
+            return Verdict(kind, reason=DROP_REASONS[v.reason])
+        if kind is VerdictKind.MISS:
+            return Verdict(
+                kind, instance_id=v.instance_id, address=_address(v.family, v.address)
+            )
+        data = bytes(buf[v.offset : v.offset + v.length])
+        address = _address(v.family, v.address) if kind is VerdictKind.SEND else None
+        return Verdict(kind, data=data, index=v.index, address=address)
+
+    def _headroomed(self, packet: bytes) -> tuple[bytearray, Any]:
+        buf = bytearray(HEADROOM) + bytearray(packet) + bytearray(1280)
+        return buf, ffi.from_buffer("uint8_t[]", buf)
+
+    def itr_process(self, tun: int, packet: bytes, nonce: int) -> Verdict:
+        buf, c = self._headroomed(packet)
+        lib.lispd_itr_process(self._dp, tun, c, len(buf), HEADROOM, len(packet), nonce,
+                              self._verdict)
+        return self._verdict_of(buf)
+
+    def etr_process(self, payload: bytes, outer_ttl: int, outer_tos: int) -> Verdict:
+        buf = bytearray(payload)
+        lib.lispd_etr_process(self._dp, ffi.from_buffer("uint8_t[]", buf), len(buf), outer_ttl,
+                              outer_tos, self._verdict)
+        return self._verdict_of(buf)
+
+    def vxlan_tx_process(self, segment: int, frame: bytes) -> Verdict:
+        buf, c = self._headroomed(frame)
+        lib.lispd_vxlan_tx_process(self._dp, segment, c, len(buf), HEADROOM, len(frame),
+                                   self._verdict)
+        return self._verdict_of(buf)
+
+    def vxlan_encap(self, segment: int, frame: bytes, peer: IpAddress) -> Verdict:
+        buf, c = self._headroomed(frame)
+        locator = ffi.new("struct lispd_locator *")
+        _locator(peer, locator)
+        lib.lispd_vxlan_encap(self._dp, segment, c, len(buf), HEADROOM, len(frame), locator,
+                              self._verdict)
+        return self._verdict_of(buf)
+
+    def vxlan_rx_process(self, payload: bytes, source: IpAddress, now_ms: int) -> Verdict:
+        buf = bytearray(payload)
+        lib.lispd_vxlan_rx_process(self._dp, ffi.from_buffer("uint8_t[]", buf), len(buf),
+                                   _family(source), buffer_in(source.packed), now_ms,
+                                   self._verdict)
+        return self._verdict_of(buf)

@@ -1,0 +1,150 @@
+"""What the host must look like for a configuration: devices, MTUs,
+addresses, routes and rules, worked out without touching anything.
+
+The daemon carries a plan out through lispd.netlink (which records what it
+made, to undo on exit); tests read plans directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_interface
+from typing import Literal
+
+from lispd.config.model import Config, VxlanConfig, XtrConfig
+
+IpAddress = IPv4Address | IPv6Address
+IpNetwork = IPv4Network | IPv6Network
+
+# Outer IP + UDP + LISP (RFC 9300 section 5.1) and, for VXLAN, + the inner
+# Ethernet header (RFC 7348 section 4).
+LISP_OVERHEAD = {4: 20 + 8 + 8, 6: 40 + 8 + 8}
+VXLAN_OVERHEAD = {4: 20 + 8 + 8 + 14, 6: 40 + 8 + 8 + 14}
+MIN_MTU = 1280
+RULE_PRIORITY = 1000
+# The kernel drops what it routes into a TUN whose queue is full, and a TCP
+# sender reads each drop as congestion; 500, the TUN default, is short for a
+# reader that drains in batches. 1000 is what Ethernet devices (and TAPs) get.
+TUN_TXQUEUELEN = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Tun:
+    name: str
+    instance_id: int
+    mtu: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tap:
+    name: str
+    vni: int
+    mtu: int
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    device: str
+    interface: str  # "192.0.2.10/32"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    prefix: IpNetwork
+    device: str
+    table: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Packets in on `iif`, or (iif None) from `source`, look up `table`."""
+
+    iif: str | None
+    table: int
+    family: Literal[4, 6]
+    priority: int
+    source: IpNetwork | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    tuns: tuple[Tun, ...]
+    taps: tuple[Tap, ...]
+    addresses: tuple[Address, ...]
+    routes: tuple[Route, ...]
+    rules: tuple[Rule, ...]
+    forwarding: bool
+
+
+def tun_mtu(config: Config) -> int:
+    """The TUN's MTU: what still fits the underlay once encapsulated, for the
+    worst outer family among our RLOCs."""
+    assert config.xtr is not None
+    if config.xtr.tun_mtu is not None:
+        return config.xtr.tun_mtu
+    worst = max(LISP_OVERHEAD[rloc.version] for rloc in config.underlay.rlocs)
+    return max(config.underlay.mtu - worst, MIN_MTU)
+
+
+def tap_mtu(config: Config, segment: VxlanConfig) -> int:
+    """A TAP's MTU: frames that fit once wrapped in VXLAN, and in LISP too
+    when the VTEP address is an EID (VXLAN over LISP)."""
+    if segment.mtu is not None:
+        return segment.mtu
+    path = config.underlay.mtu
+    if config.xtr is not None and segment.local in config.xtr.assigned_eids():
+        path = tun_mtu(config)
+    return max(path - VXLAN_OVERHEAD[segment.local.version], 68)
+
+
+def _xtr_plan(config: Config, xtr: XtrConfig) -> tuple[list[Tun], list[Address], list[Route],
+                                                       list[Rule], bool]:
+    mtu = tun_mtu(config)
+    tuns = [Tun(xtr.tun, 0, mtu)]
+    tables: dict[int, int | None] = {0: None}
+    rules: list[Rule] = []
+    routes = [Route(prefix, xtr.tun, None) for prefix in xtr.eid_space]
+    for instance in xtr.instances:
+        tuns.append(Tun(instance.tun, instance.instance_id, mtu))
+        tables[instance.instance_id] = instance.table
+        routes += [Route(prefix, instance.tun, instance.table) for prefix in instance.eid_space]
+        # Both what arrives from the tenant's LAN and what the ETR hands to
+        # the instance's TUN are routed in the instance's own table.
+        for device in (instance.tun, *instance.interfaces):
+            # Explicit priorities, ahead of the main table (32766), make a
+            # re-run after a crash find its rules instead of adding twins.
+            priority = RULE_PRIORITY + len(rules) // 2
+            rules += [Rule(device, instance.table, 4, priority),
+                      Rule(device, instance.table, 6, priority)]
+    addresses: list[Address] = []
+    gateway = any(instance.interfaces for instance in xtr.instances)
+    for mapping in xtr.database_mappings:
+        tun = xtr.tun_for(mapping.instance_id)
+        assert tun is not None  # config checked it
+        if mapping.assign:
+            addresses.append(Address(tun, str(ip_interface(mapping.eid_prefix))))
+            table = tables[mapping.instance_id]
+            if table is not None:
+                # What this host sends from a tenant's EID is the tenant's
+                # traffic: route it in the tenant's table.
+                rules.append(Rule(None, table, mapping.eid_prefix.version,
+                                  RULE_PRIORITY + len(rules), mapping.eid_prefix))
+        if mapping.interface is not None:
+            gateway = True
+            routes.append(
+                Route(mapping.eid_prefix, mapping.interface, tables[mapping.instance_id])
+            )
+    return tuns, addresses, routes, rules, gateway
+
+
+def plan(config: Config) -> Plan:
+    tuns: list[Tun] = []
+    addresses: list[Address] = []
+    routes: list[Route] = []
+    rules: list[Rule] = []
+    forwarding = False
+    if config.xtr is not None:
+        tuns, addresses, routes, rules, forwarding = _xtr_plan(config, config.xtr)
+    taps = [Tap(seg.device, seg.vni, tap_mtu(config, seg)) for seg in config.vxlan]
+    return Plan(tuple(tuns), tuple(taps), tuple(addresses), tuple(routes), tuple(rules),
+                forwarding)
