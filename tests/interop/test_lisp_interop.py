@@ -1,0 +1,209 @@
+"""LISP data-plane interop: an OpenOverlayRouter xTR and a lispd xTR reach
+each other's EIDs, IPv4 and IPv6 EIDs on an IPv4 underlay: pings both ways,
+and a few MB over TCP each way whose SHA-256 must match.
+
+Neither side has a mapping system: each has a static map-cache entry for the
+other's EIDs (`static-map-cache` in OOR, `[[xtr.static-mapping]]` in lispd).
+OOR 1.3.0 needs no map-resolver or map-server for that: without them it
+logs "NO MAP RESOLVER CONFIGURED" (CRIT) and "NO MAP SERVER CONFIGURED"
+(WARNING) and forwards anyway, so its config names none. RLOC probing is
+switched off: lispd has no control plane to answer probes yet.
+
+Underlay 198.18.0.0/24 on a bridge in a hub namespace that also forwards
+(OOR routes its own traffic via the default gateway of its RLOC
+interface). lispd's node is the VM that is its own xTR (EIDs on its TUN);
+OOR's EIDs sit on lo as in tests/interop/oor.py, and OOR routes traffic
+sourced from its EID prefixes into its lispTun0.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from lispd.lab import Lab, Lispd, lab
+from tests.interop import oor
+from tests.interop.test_vxlan_interop import check_transfer, transfer
+from tests.needs import require_netns, require_program
+
+pytestmark = [pytest.mark.interop, pytest.mark.netns]
+
+LISPD_RLOC, OOR_RLOC = "198.18.0.20", "198.18.0.21"
+LISPD_EID4, LISPD_EID6 = "192.0.2.10", "2001:db8::10"
+OOR_PREFIX4, OOR_EID4 = "192.0.2.64/26", "192.0.2.65"
+OOR_PREFIX6, OOR_EID6 = "2001:db8:1::/64", "2001:db8:1::1"
+OOR_START = 20.0  # seconds OOR may take to install its EID routing
+PINGS = 3
+
+LISPD_CONFIG = f"""
+[underlay]
+rlocs = ["{LISPD_RLOC}"]
+
+[xtr]
+eid-space = ["192.0.2.0/24", "2001:db8::/32"]
+
+[[xtr.database-mapping]]
+eid-prefix = "{LISPD_EID4}/32"
+assign = true
+rlocs = [{{ address = "{LISPD_RLOC}" }}]
+
+[[xtr.database-mapping]]
+eid-prefix = "{LISPD_EID6}/128"
+assign = true
+rlocs = [{{ address = "{LISPD_RLOC}" }}]
+
+[[xtr.static-mapping]]
+eid-prefix = "{OOR_PREFIX4}"
+rlocs = [{{ address = "{OOR_RLOC}", priority = 1, weight = 100 }}]
+
+[[xtr.static-mapping]]
+eid-prefix = "{OOR_PREFIX6}"
+rlocs = [{{ address = "{OOR_RLOC}" }}]
+"""
+
+
+def _mapping(kind: str, prefix: str, rloc: str) -> str:
+    return f"""
+{kind} {{
+    eid-prefix = {prefix}
+    iid = 0
+    rloc-address {{
+        address = {rloc}
+        priority = 1
+        weight = 100
+    }}
+}}
+"""
+
+
+def oor_config() -> str:
+    """An OOR xTR with static map-cache entries for lispd's EIDs, no mapping system."""
+    return "\n".join([
+        "debug = 1",
+        "operating-mode = xTR",
+        "encapsulation = LISP",
+        "rloc-probing {\n    rloc-probe-interval = 0\n}",
+        _mapping("database-mapping", OOR_PREFIX4, OOR_RLOC),
+        _mapping("database-mapping", OOR_PREFIX6, OOR_RLOC),
+        _mapping("static-map-cache", f"{LISPD_EID4}/32", LISPD_RLOC),
+        _mapping("static-map-cache", f"{LISPD_EID6}/128", LISPD_RLOC),
+    ])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def build(topology: Lab) -> tuple[str, str]:
+    """Hub with the underlay bridge and gateway; the lispd and OOR namespaces."""
+    hub = topology.add("hub")
+    topology.ns(hub, "ip", "link", "add", "br0", "type", "bridge")
+    topology.ns(hub, "ip", "addr", "add", f"{oor.GATEWAY}/24", "dev", "br0")
+    topology.ns(hub, "ip", "link", "set", "br0", "up")
+    topology.ns(hub, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    nodes = []
+    for role, address in (("lx", LISPD_RLOC), ("ox", OOR_RLOC)):
+        name = topology.add(role)
+        topology.link(name, "eth0", hub, f"p-{role}")
+        topology.ns(hub, "ip", "link", "set", f"p-{role}", "master", "br0")
+        topology.ns(name, "ip", "addr", "add", f"{address}/24", "dev", "eth0")
+        topology.ns(name, "ip", "route", "add", "default", "via", oor.GATEWAY)
+        nodes.append(name)
+    return nodes[0], nodes[1]
+
+
+def start_oor(topology: Lab, namespace: str, workdir: Path) -> subprocess.Popen[bytes]:
+    # The host EIDs sit on lo (this kernel may lack the dummy driver).
+    topology.ns(namespace, "ip", "addr", "add", f"{OOR_EID4}/32", "dev", "lo")
+    topology.ns(namespace, "ip", "addr", "add", f"{OOR_EID6}/128", "dev", "lo", "nodad")
+    config = workdir / "oor-xtr.conf"
+    config.write_text(oor_config())
+    with (workdir / "oor-xtr.log").open("wb") as log:
+        # Line-buffered, so the log is complete when the namespace is killed.
+        process = topology.popen(
+            namespace, "stdbuf", "-oL", "-eL", "oor", "-f", str(config),
+            stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+        )
+
+    def routed() -> bool:
+        # OOR is ready once it sends what its EIDs source into lispTun0.
+        rules = topology.ns(namespace, "ip", "-4", "rule", "show").stdout
+        rules6 = topology.ns(namespace, "ip", "-6", "rule", "show").stdout
+        return f"from {OOR_PREFIX4} lookup" in rules and f"from {OOR_PREFIX6} lookup" in rules6
+
+    if not wait_for(routed, OOR_START):
+        process.kill()
+        log_text = (workdir / "oor-xtr.log").read_text(errors="replace")
+        pytest.fail(f"OOR did not install its EID routing:\n{log_text[-3000:]}")
+    return process
+
+
+def ping(topology: Lab, namespace: str, source: str, target: str) -> str:
+    """PINGS echo replies or a failure: -w bounds it, and retries a lost one."""
+    done = topology.ns(
+        namespace, "ping", "-c", str(PINGS), "-i", "0.2", "-w", "10", "-I", source, target,
+        check=False,
+    )
+    return done.stdout + done.stderr
+
+
+def received(output: str) -> int:
+    for line in output.splitlines():
+        if "packets transmitted" in line:
+            return int(line.split(",")[1].split()[0])
+    return 0
+
+
+def diagnostics(daemon: Lispd, workdir: Path) -> str:
+    oor_log = (workdir / "oor-xtr.log").read_text(errors="replace")
+    return f"--- lispd log\n{daemon.log()[-3000:]}\n--- OOR log\n{oor_log[-3000:]}"
+
+
+def test_oor_and_lispd_reach_each_others_eids(tmp_path: Path) -> None:
+    require_netns()
+    require_program("oor", "openoverlayrouter")
+    require_program("ping", "iputils-ping")
+    require_program("stdbuf", "coreutils")
+    with lab() as topology:
+        lx, ox = build(topology)
+        daemon = topology.lispd(lx, LISPD_CONFIG, tmp_path, "lx")
+        process = start_oor(topology, ox, tmp_path)
+        outputs = {
+            "lispd->oor v4": ping(topology, lx, LISPD_EID4, OOR_EID4),
+            "oor->lispd v4": ping(topology, ox, OOR_EID4, LISPD_EID4),
+            "lispd->oor v6": ping(topology, lx, LISPD_EID6, OOR_EID6),
+            "oor->lispd v6": ping(topology, ox, OOR_EID6, LISPD_EID6),
+        }
+        # TCP both ways, from EID to EID (OOR only encapsulates what its
+        # EIDs send, so the sender binds its EID).
+        transfers = [
+            transfer(topology, lx, ox, OOR_EID4, source=LISPD_EID4),
+            transfer(topology, ox, lx, LISPD_EID6, source=OOR_EID6),
+        ]
+        stats = daemon.stats()
+        report = diagnostics(daemon, tmp_path)
+        status = daemon.stop()
+        process.kill()
+        process.wait(timeout=10)
+    for what, output in outputs.items():
+        assert received(output) == PINGS, f"{what}:\n{output}\n{report}"
+    for result in transfers:
+        check_transfer(result)
+    # Every echo went out through lispd's ITR and came back through its ETR
+    # (each way: PINGS requests one way, PINGS replies the other, per family).
+    assert stats["itr_packets"] >= 4 * PINGS, stats
+    assert stats["etr_packets"] >= 4 * PINGS, stats
+    assert stats["drop_not_local_eid"] == 0, stats
+    assert stats["drop_bad_flags"] == 0, stats
+    assert stats["drop_bad_inner"] == 0, stats
+    assert stats["drop_truncated"] == 0, stats
+    assert status == 0, report
