@@ -69,3 +69,29 @@ def test_site_gateway_routes_lans_forwards_and_separates_instances() -> None:
     assert len({(rule.priority, rule.family) for rule in host.rules}) == len(host.rules)
     assert all(isinstance(rule, Rule) for rule in host.rules)
     assert ip_address("198.18.1.1") in config.underlay.rlocs
+
+
+def test_an_assigned_eid_of_a_tenant_routes_in_the_tenants_table() -> None:
+    config = parse("""
+[underlay]
+rlocs = ["198.18.0.1"]
+[xtr]
+eid-space = ["192.0.2.0/24"]
+[[xtr.instance]]
+instance-id = 7
+tun = "lisp7"
+table = 107
+eid-space = ["198.51.100.0/24"]
+[[xtr.database-mapping]]
+eid-prefix = "198.51.100.10/32"
+instance-id = 7
+assign = true
+rlocs = [{ address = "198.18.0.1" }]
+""")
+    host = plan(config)
+    assert Address("lisp7", "198.51.100.10/32") in host.addresses
+    sourced = [rule for rule in host.rules if rule.source is not None]
+    assert [(r.source, r.table, r.family) for r in sourced] == [
+        (ip_network("198.51.100.10/32"), 107, 4)
+    ]
+    assert len({(rule.priority, rule.family) for rule in host.rules}) == len(host.rules)
