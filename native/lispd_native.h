@@ -176,7 +176,8 @@ int lispd_fib_delete(struct lispd_fib *fib, const struct lispd_fib_key *key);
 void lispd_fib_clear(struct lispd_fib *fib);
 uint32_t lispd_fib_size(const struct lispd_fib *fib);
 
-/* The longest prefix of (instance_id, family) covering address, or NULL.
+/* The longest prefix of (instance_id, family) covering address, or NULL;
+ * the pointer is good until the next set, delete or clear of the table.
  * When matched is not NULL it receives the entry's key. The first hit on an
  * entry since the last drain queues its key for lispd_fib_drain_used. */
 const struct lispd_fib_entry *lispd_fib_lookup(struct lispd_fib *fib, uint32_t instance_id,
