@@ -258,7 +258,9 @@ enum {
     LISPD_DROP_UNKNOWN_VNI = 12,
     LISPD_DROP_BAD_FRAME = 13,      /* Ethernet frame shorter than 14 */
     LISPD_DROP_NO_DESTINATION = 14, /* unknown MAC and nothing to flood to */
-    LISPD_DROP_COUNT = 15
+    LISPD_DROP_ECN = 15,            /* outer CE on a not-ECT inner (RFC 6040) */
+    LISPD_DROP_NOT_OVERLAY = 16,    /* ITR: multicast or link-local destination */
+    LISPD_DROP_COUNT = 17
 };
 
 struct lispd_counters {
@@ -271,7 +273,7 @@ struct lispd_counters {
     uint64_t icmp_too_big;                  /* answers written back */
     uint64_t fdb_learned, fdb_learn_full;   /* MACs added or moved; refused: full */
     uint64_t batches;                       /* wake-ups that moved something */
-    uint64_t drops[15];                     /* by LISPD_DROP_* */
+    uint64_t drops[17];                     /* by LISPD_DROP_* */
 };
 
 /* What to do with one packet (the result of a *_process step). */
@@ -332,7 +334,13 @@ int lispd_dp_set_flood(struct lispd_dp *dp, uint32_t segment,
                        const struct lispd_locator *peers, uint32_t n);
 
 /* ITR step: the inner IP packet at buf[offset, offset+length), read from TUN
- * tun, with LISPD_HEADROOM free in front of it. On SEND the outer IP, UDP
+ * tun, with LISPD_HEADROOM free in front of it. A multicast or link-local
+ * destination (224/4, 255.255.255.255, 169.254/16, ff00::/8, fe80::/10) is
+ * not overlay traffic and is dropped before any lookup. The encapsulated
+ * packet must fit the underlay MTU and its own length field (65535 octets
+ * of IPv4, 65535 of IPv6 payload); one that does not and may not be
+ * fragmented (IPv4 DF, or IPv6) is answered with ICMP too-big naming what
+ * would fit, any other is dropped as too big. On SEND the outer IP, UDP
  * (source port from the flow hash, destination 4341) and LISP header (N bit
  * with nonce; I + instance-id when not 0; L + the source EID's
  * locator-status-bits when it is a local EID) have been written in front of
@@ -341,10 +349,10 @@ void lispd_itr_process(struct lispd_dp *dp, uint32_t tun, uint8_t *buf, size_t c
                        size_t offset, size_t length, uint32_t nonce, struct lispd_verdict *v);
 
 /* ETR step: the UDP payload (LISP header + inner packet) at buf[0, length)
- * that arrived from source with the outer TTL/hop limit and TOS/traffic
- * class given. On WRITE the inner packet (TTL lowered to the outer one when
- * that is smaller, ECN CE carried in) is at [offset, offset+length) for TUN
- * index. */
+ * that arrived with the outer TTL/hop limit and TOS/traffic class given. On
+ * WRITE the inner packet (TTL lowered to the outer one when that is smaller,
+ * its ECN field set by RFC 6040 section 4.2) is at [offset, offset+length)
+ * for TUN index. */
 void lispd_etr_process(struct lispd_dp *dp, uint8_t *buf, size_t length, uint8_t outer_ttl,
                        uint8_t outer_tos, struct lispd_verdict *v);
 

@@ -27,6 +27,9 @@ enum {
     SOURCE_PORT_BASE = 0xC000,
     SOURCE_PORT_MASK = 0x3FFF,
     ECN_MASK = 0x03,
+    ECN_NOT_ECT = 0x00,
+    ECN_ECT1 = 0x01,
+    ECN_ECT0 = 0x02,
     ECN_CE = 0x03,
     PARSED = -1
 };
@@ -116,6 +119,25 @@ static size_t outer_ip_length(uint8_t family)
     return family == LISPD_FAMILY_IPV6 ? 40 : 20;
 }
 
+/* The largest outer packet: the MTU, and what the length field can say
+ * (IPv4 total length; IPv6 payload length, the 40-octet header not counted). */
+static size_t outer_limit(uint32_t mtu, uint8_t family)
+{
+    size_t most = family == LISPD_FAMILY_IPV6 ? 65535 + 40 : 65535;
+    return mtu < most ? mtu : most;
+}
+
+/* Multicast, broadcast and link-local destinations reach the TUN because
+ * the kernel sends them out of every interface; no EID is there. */
+static int overlay_destination(const struct inner *in)
+{
+    const uint8_t *d = in->destination;
+    if (in->family == LISPD_FAMILY_IPV4)
+        return (d[0] & 0xF0) != 0xE0 && !(d[0] == 169 && d[1] == 254) &&
+               !(d[0] == 255 && d[1] == 255 && d[2] == 255 && d[3] == 255);
+    return d[0] != 0xFF && !(d[0] == 0xFE && (d[1] & 0xC0) == 0x80);
+}
+
 /* Write outer IP + UDP in front of the UDP payload at buf + payload_off
  * (payload_len octets). Returns the offset of the outer IP header. */
 static size_t write_outer(uint8_t *buf, size_t cap, size_t payload_off, size_t payload_len,
@@ -129,7 +151,10 @@ static size_t write_outer(uint8_t *buf, size_t cap, size_t payload_off, size_t p
     if (family == LISPD_FAMILY_IPV4) {
         size_t ip_off = udp_off - 20;
         /* UDP checksum zero (RFC 9300 5.3, RFC 7348 5); DF clear so a
-         * smaller hop fragments the outer packet and the ETR reassembles. */
+         * smaller hop fragments the outer packet and the ETR reassembles;
+         * identification 0, which the kernel replaces with a fresh one for
+         * a raw IP_HDRINCL socket (so fragments of different packets never
+         * share an ID, RFC 6864). */
         lispd_ipv4_header_write(buf, cap, ip_off, source, destination,
                                 (uint16_t)(udp_len + 20), 0, tos, ttl, 17, 0);
         return ip_off;
@@ -152,7 +177,7 @@ static size_t write_outer(uint8_t *buf, size_t cap, size_t payload_off, size_t p
 }
 
 static void answer_too_big(struct lispd_dp *dp, uint32_t tun, uint8_t *buf, size_t cap,
-                           size_t offset, const struct inner *in, size_t overhead,
+                           size_t offset, const struct inner *in, size_t fits,
                            struct lispd_verdict *v)
 {
     const uint8_t *source = in->destination; /* when no RLOC of the family */
@@ -160,12 +185,8 @@ static void answer_too_big(struct lispd_dp *dp, uint32_t tun, uint8_t *buf, size
         source = dp->rloc4;
     else if (in->family == LISPD_FAMILY_IPV6 && dp->has_rloc6)
         source = dp->rloc6;
-    if (dp->mtu <= overhead) {
-        drop(v, LISPD_DROP_TOO_BIG);
-        return;
-    }
     int n = lispd_icmp_too_big(dp->scratch, sizeof dp->scratch, buf + offset, in->length,
-                               dp->mtu - (uint32_t)overhead, source);
+                               (uint32_t)fits, source);
     if (n < 0 || (size_t)n > cap - offset) {
         drop(v, LISPD_DROP_TOO_BIG);
         return;
@@ -195,6 +216,10 @@ void lispd_itr_process(struct lispd_dp *dp, uint32_t tun, uint8_t *buf, size_t c
         drop(v, bad);
         return;
     }
+    if (!overlay_destination(&in)) {
+        drop(v, LISPD_DROP_NOT_OVERLAY);
+        return;
+    }
     uint32_t iid = dp->tuns[tun].instance_id;
     const struct lispd_fib_entry *e =
         lispd_fib_lookup(dp->mapcache, iid, in.family, in.destination, NULL);
@@ -222,9 +247,10 @@ void lispd_itr_process(struct lispd_dp *dp, uint32_t tun, uint8_t *buf, size_t c
         return;
     }
     size_t overhead = outer_ip_length(rloc->family) + UDP_HEADER + LISP_HEADER;
-    if (in.length + overhead > dp->mtu) {
-        if (in.dont_fragment)
-            answer_too_big(dp, tun, buf, cap, offset, &in, overhead, v);
+    size_t limit = outer_limit(dp->mtu, rloc->family);
+    if (in.length + overhead > limit) {
+        if (in.dont_fragment && limit > overhead)
+            answer_too_big(dp, tun, buf, cap, offset, &in, limit - overhead, v);
         else
             drop(v, LISPD_DROP_TOO_BIG);
         return;
@@ -266,32 +292,47 @@ static int find_tun(const struct lispd_dp *dp, uint32_t instance_id)
     return -1;
 }
 
-/* RFC 9300 5.3: the inner TTL becomes the outer one when that is smaller;
- * RFC 6040: congestion experienced on the outer is carried into an
- * ECN-capable inner packet. The IPv4 checksum is updated, not recomputed. */
-static void merge_outer_fields(uint8_t *p, const struct inner *in, uint8_t outer_ttl,
-                               uint8_t outer_tos)
+/* RFC 6040 section 4.2, Figure 4: the inner ECN field after decapsulation,
+ * or -1 when the packet must be dropped (CE on a transport that did not ask
+ * for ECN). */
+static int decapsulated_ecn(int inner, int outer)
 {
-    int ce = (outer_tos & ECN_MASK) == ECN_CE && (in->tos & ECN_MASK) != 0;
+    if (inner == ECN_NOT_ECT)
+        return outer == ECN_CE ? -1 : ECN_NOT_ECT;
+    if (outer == ECN_CE)
+        return ECN_CE;
+    if (inner == ECN_ECT0 && outer == ECN_ECT1)
+        return ECN_ECT1;
+    return inner;
+}
+
+/* RFC 9300 5.3: the inner TTL becomes the outer one when that is smaller;
+ * RFC 6040 for ECN. The IPv4 checksum is updated, not recomputed. Returns 0,
+ * or -1 when RFC 6040 says drop. */
+static int merge_outer_fields(uint8_t *p, const struct inner *in, uint8_t outer_ttl,
+                              uint8_t outer_tos)
+{
+    int ecn = decapsulated_ecn(in->tos & ECN_MASK, outer_tos & ECN_MASK);
+    if (ecn < 0)
+        return -1;
     if (in->family == LISPD_FAMILY_IPV4) {
         uint16_t check = dp_get16(p + 10);
-        if (ce && (p[1] & ECN_MASK) != ECN_CE) {
-            uint16_t old = dp_get16(p);
-            p[1] |= ECN_CE;
-            check = lispd_csum_update16(check, old, dp_get16(p));
-        }
+        uint16_t old = dp_get16(p);
+        p[1] = (uint8_t)((p[1] & ~ECN_MASK) | ecn);
+        check = lispd_csum_update16(check, old, dp_get16(p));
         if (outer_ttl < p[8]) {
-            uint16_t old = dp_get16(p + 8);
+            old = dp_get16(p + 8);
             p[8] = outer_ttl;
             check = lispd_csum_update16(check, old, dp_get16(p + 8));
         }
         dp_put16(p + 10, check);
-        return;
+        return 0;
     }
-    if (ce)
-        p[1] |= ECN_CE << 4;
+    /* The traffic class straddles octets 0 and 1; ECN is its low two bits. */
+    p[1] = (uint8_t)((p[1] & ~(ECN_MASK << 4)) | (ecn << 4));
     if (outer_ttl < p[7])
         p[7] = outer_ttl;
+    return 0;
 }
 
 void lispd_etr_process(struct lispd_dp *dp, uint8_t *buf, size_t length, uint8_t outer_ttl,
@@ -327,7 +368,10 @@ void lispd_etr_process(struct lispd_dp *dp, uint8_t *buf, size_t length, uint8_t
         drop(v, LISPD_DROP_NOT_LOCAL_EID);
         return;
     }
-    merge_outer_fields(buf + LISP_HEADER, &in, outer_ttl, outer_tos);
+    if (merge_outer_fields(buf + LISP_HEADER, &in, outer_ttl, outer_tos) < 0) {
+        drop(v, LISPD_DROP_ECN);
+        return;
+    }
     v->verdict = LISPD_VERDICT_WRITE;
     v->index = (uint32_t)tun;
     v->offset = LISP_HEADER;
@@ -353,7 +397,7 @@ void lispd_vxlan_encap(struct lispd_dp *dp, uint32_t segment, uint8_t *buf, size
         drop(v, LISPD_DROP_TRUNCATED);
         return;
     }
-    if (length + overhead > 65535) {
+    if (length + overhead > outer_limit(UINT32_MAX, s->family)) {
         drop(v, LISPD_DROP_TOO_BIG);
         return;
     }
