@@ -9,12 +9,12 @@ tests use them to hold the C against its Python twin.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from lispd.dataplane.tables import Fdb, Fib
+from lispd.dataplane.verdict import Verdict, VerdictKind
 from lispd.ffi import buffer_in, constants, ffi, lib
 
 IpAddress = IPv4Address | IPv6Address
@@ -45,27 +45,6 @@ COUNTERS = (
 
 class FastPathError(Exception):
     """The fast path refused a setting (our fault: a bug or a limit)."""
-
-
-class VerdictKind(enum.IntEnum):
-    SEND = lib.LISPD_VERDICT_SEND
-    WRITE = lib.LISPD_VERDICT_WRITE
-    DROP = lib.LISPD_VERDICT_DROP
-    MISS = lib.LISPD_VERDICT_MISS
-    FLOOD = lib.LISPD_VERDICT_FLOOD
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What one step decided; `data` is the packet it produced (the outer
-    packet for SEND, what goes to the device for WRITE, the frame for FLOOD)."""
-
-    kind: VerdictKind
-    reason: str | None = None
-    data: bytes = b""
-    index: int = 0
-    instance_id: int = 0
-    address: IpAddress | None = None
 
 
 @dataclass(frozen=True, slots=True)

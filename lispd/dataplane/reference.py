@@ -85,6 +85,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
+from lispd.dataplane.verdict import Verdict, VerdictKind
 from lispd.wire.data import LISP_DATA_PORT, VXLAN_PORT, LispDataHeader, VxlanHeader
 from lispd.wire.errors import DecodeError
 from lispd.wire.flow import flow_hash, frame_hash
@@ -118,16 +119,6 @@ ECN_MASK = 0x03
 NOT_ECT, ECT_1, ECT_0, CE = 0b00, 0b01, 0b10, 0b11
 
 
-class VerdictKind(enum.IntEnum):
-    """What a step decided (the values of LISPD_VERDICT_*)."""
-
-    SEND = 0
-    WRITE = 1
-    DROP = 2
-    MISS = 3
-    FLOOD = 4
-
-
 class Drop(enum.StrEnum):
     """Why a packet was dropped: LISPD_DROP_* as lispd.dataplane.fastpath
     names them (the constant's suffix, lower case)."""
@@ -147,19 +138,6 @@ class Drop(enum.StrEnum):
     # RFC 6040 4.2: outer CE on a Not-ECT inner packet MUST be dropped.
     ECN = "ecn"
     NOT_OVERLAY = "not_overlay"
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The decision of one step; the fields mean what they mean in
-    lispd.dataplane.fastpath.Verdict, so the two compare field by field."""
-
-    kind: VerdictKind
-    reason: str | None = None
-    data: bytes = b""
-    index: int = 0
-    instance_id: int = 0
-    address: IpAddress | None = None
 
 
 def _drop(reason: Drop) -> Verdict:
