@@ -220,15 +220,16 @@ static ssize_t read_device(int fd, uint8_t *buf)
     }
 }
 
-int lispd_itr_batch(struct lispd_dp *dp, uint32_t tun, struct lispd_miss *misses,
-                    uint32_t misses_cap, uint32_t *n_misses)
+/* The read side of a device batch: read packets into the buffers until the
+ * device is drained or the batch is full, handing each to step, then send
+ * what the steps queued. Returns how many were read, -1 when the first read
+ * fails. */
+typedef void (*device_step)(struct lispd_dp *dp, uint8_t *buf, size_t len, void *context);
+
+static int device_batch(struct lispd_dp *dp, int fd, device_step step, void *context,
+                        uint64_t *packets, uint64_t *bytes)
 {
-    *n_misses = 0;
-    if (tun >= dp->n_tuns)
-        return -1;
-    int fd = dp->tuns[tun].fd;
     uint32_t n = 0;
-    uint64_t answered = 0, answered_bytes = 0;
     for (; n < LISPD_BATCH; n++) {
         uint8_t *buf = buffer(dp, n);
         ssize_t r = read_device(fd, buf);
@@ -237,30 +238,53 @@ int lispd_itr_batch(struct lispd_dp *dp, uint32_t tun, struct lispd_miss *misses
                 return -1;
             break;
         }
-        struct lispd_verdict v;
-        lispd_itr_process(dp, tun, buf, LISPD_BUFFER, LISPD_HEADROOM, (size_t)r, next_nonce(dp),
-                          &v);
-        switch (v.verdict) {
-        case LISPD_VERDICT_SEND:
-            enqueue(dp, buf, &v);
-            break;
-        case LISPD_VERDICT_WRITE:
-            write_out(dp, fd, buf, &v, &answered, &answered_bytes);
-            break;
-        case LISPD_VERDICT_MISS:
-            dp->counters.misses++;
-            dp->counters.drops[LISPD_DROP_MISS]++;
-            add_miss(&v, misses, misses_cap, n_misses);
-            break;
-        default:
-            dp->counters.drops[v.reason]++;
-        }
+        step(dp, buf, (size_t)r, context);
     }
-    dp->counters.icmp_too_big += answered;
-    flush_both(dp, &dp->counters.itr_packets, &dp->counters.itr_bytes);
+    flush_both(dp, packets, bytes);
     if (n > 0)
         dp->counters.batches++;
     return (int)n;
+}
+
+struct itr_context {
+    uint32_t tun;
+    struct lispd_miss *misses;
+    uint32_t misses_cap;
+    uint32_t *n_misses;
+};
+
+static void itr_step(struct lispd_dp *dp, uint8_t *buf, size_t len, void *context)
+{
+    struct itr_context *c = context;
+    struct lispd_verdict v;
+    lispd_itr_process(dp, c->tun, buf, LISPD_BUFFER, LISPD_HEADROOM, len, next_nonce(dp), &v);
+    switch (v.verdict) {
+    case LISPD_VERDICT_SEND:
+        enqueue(dp, buf, &v);
+        break;
+    case LISPD_VERDICT_WRITE:
+        write_out(dp, dp->tuns[c->tun].fd, buf, &v, &dp->counters.icmp_too_big,
+                  &dp->counters.icmp_too_big_bytes);
+        break;
+    case LISPD_VERDICT_MISS:
+        dp->counters.misses++;
+        dp->counters.drops[LISPD_DROP_MISS]++;
+        add_miss(&v, c->misses, c->misses_cap, c->n_misses);
+        break;
+    default:
+        dp->counters.drops[v.reason]++;
+    }
+}
+
+int lispd_itr_batch(struct lispd_dp *dp, uint32_t tun, struct lispd_miss *misses,
+                    uint32_t misses_cap, uint32_t *n_misses)
+{
+    *n_misses = 0;
+    if (tun >= dp->n_tuns)
+        return -1;
+    struct itr_context context = {tun, misses, misses_cap, n_misses};
+    return device_batch(dp, dp->tuns[tun].fd, itr_step, &context, &dp->counters.itr_packets,
+                        &dp->counters.itr_bytes);
 }
 
 /* Receive a batch of UDP datagrams into the buffers, asking for the outer
@@ -364,33 +388,25 @@ static void flood(struct lispd_dp *dp, uint32_t segment, uint8_t *buf,
     }
 }
 
+static void vxlan_tx_step(struct lispd_dp *dp, uint8_t *buf, size_t len, void *context)
+{
+    uint32_t segment = *(const uint32_t *)context;
+    struct lispd_verdict v;
+    lispd_vxlan_tx_process(dp, segment, buf, LISPD_BUFFER, LISPD_HEADROOM, len, &v);
+    if (v.verdict == LISPD_VERDICT_SEND)
+        enqueue(dp, buf, &v);
+    else if (v.verdict == LISPD_VERDICT_FLOOD)
+        flood(dp, segment, buf, &v);
+    else
+        dp->counters.drops[v.reason]++;
+}
+
 int lispd_vxlan_tx_batch(struct lispd_dp *dp, uint32_t segment)
 {
     if (segment >= dp->n_segments)
         return -1;
-    int fd = dp->segments[segment].fd;
-    uint32_t n = 0;
-    for (; n < LISPD_BATCH; n++) {
-        uint8_t *buf = buffer(dp, n);
-        ssize_t r = read_device(fd, buf);
-        if (r <= 0) {
-            if (r < 0 && n == 0)
-                return -1;
-            break;
-        }
-        struct lispd_verdict v;
-        lispd_vxlan_tx_process(dp, segment, buf, LISPD_BUFFER, LISPD_HEADROOM, (size_t)r, &v);
-        if (v.verdict == LISPD_VERDICT_SEND)
-            enqueue(dp, buf, &v);
-        else if (v.verdict == LISPD_VERDICT_FLOOD)
-            flood(dp, segment, buf, &v);
-        else
-            dp->counters.drops[v.reason]++;
-    }
-    flush_both(dp, &dp->counters.vxlan_tx_packets, &dp->counters.vxlan_tx_bytes);
-    if (n > 0)
-        dp->counters.batches++;
-    return (int)n;
+    return device_batch(dp, dp->segments[segment].fd, vxlan_tx_step, &segment,
+                        &dp->counters.vxlan_tx_packets, &dp->counters.vxlan_tx_bytes);
 }
 
 int lispd_vxlan_rx_batch(struct lispd_dp *dp, int udp_fd, uint64_t now_ms)

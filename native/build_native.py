@@ -24,6 +24,8 @@ ffibuilder.set_source(
     # Paths relative to the repository root, where setup.py runs.
     sources=[f"native/{name}" for name in SOURCES],
     include_dirs=["native"],
+    # Rebuild when a header changes, not only a .c file.
+    depends=[f"native/{path.name}" for path in sorted(HERE.glob("*.h"))],
     extra_compile_args=["-O2", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror"],
 )
 

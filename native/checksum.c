@@ -1,4 +1,5 @@
 /* RFC 1071 Internet checksum and RFC 1624 incremental update. */
+#include "bytes.h"
 #include "lispd_native.h"
 
 uint32_t lispd_csum_add(uint32_t sum, const uint8_t *data, size_t len)
@@ -8,11 +9,11 @@ uint32_t lispd_csum_add(uint32_t sum, const uint8_t *data, size_t len)
     uint64_t acc = sum;
     size_t i = 0;
     for (; i + 8 <= len; i += 8) {
-        acc += ((uint32_t)data[i] << 8 | data[i + 1]) + ((uint32_t)data[i + 2] << 8 | data[i + 3]) +
-               ((uint32_t)data[i + 4] << 8 | data[i + 5]) + ((uint32_t)data[i + 6] << 8 | data[i + 7]);
+        acc += (uint32_t)get_be16(data + i) + get_be16(data + i + 2) + get_be16(data + i + 4) +
+               get_be16(data + i + 6);
     }
     for (; i + 2 <= len; i += 2)
-        acc += (uint32_t)data[i] << 8 | data[i + 1];
+        acc += get_be16(data + i);
     if (i < len)
         acc += (uint32_t)data[i] << 8; /* odd byte, padded with zero */
     while (acc >> 32)

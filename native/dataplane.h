@@ -6,6 +6,7 @@
 #define LISPD_DATAPLANE_H
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include "bytes.h"
 #include "lispd_native.h"
 
 struct dp_tun {
@@ -57,23 +58,6 @@ struct lispd_dp {
     uint8_t rx_control[LISPD_BATCH][64];
     uint8_t scratch[1280];  /* an ICMP answer is built here */
 };
-
-/* Big-endian access. */
-static inline uint16_t dp_get16(const uint8_t *p)
-{
-    return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static inline uint32_t dp_get24(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 16) | ((uint32_t)p[1] << 8) | p[2];
-}
-
-static inline void dp_put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
 
 static inline size_t dp_addr_len(uint8_t family)
 {

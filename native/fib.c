@@ -4,11 +4,9 @@
  *
  * Layout. Entries live in a dense array of nodes (grown by doubling, never
  * past limit); a delete moves the last node into the hole, so live nodes
- * are always nodes[0, size). An open-addressing index (linear probing,
- * power-of-two capacity, load at most 1/2, backward-shift deletion, no
- * tombstones) maps a key's hash to its node. A slot holds the node number
- * plus one (0: empty) and the low 32 bits of the hash, which filter most
- * probes without touching the node.
+ * are always nodes[0, size). An open-addressing index (native/hashindex.h:
+ * linear probing, power-of-two capacity, load at most 1/2, backward-shift
+ * deletion, no tombstones) maps a key's hash to its node.
  *
  * Lookup. Per family, a count of entries per prefix length and the list of
  * lengths present, longest first; a lookup masks the address to each
@@ -35,25 +33,18 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
+#include "bytes.h"
+#include "hashindex.h"
 #include "lispd_native.h"
 
 #define NOT_QUEUED UINT32_MAX
-#define MIN_NODES 16u
-#define MIN_SLOTS 32u
-#define MAX_SLOTS ((uint64_t)1 << 32) /* node number + 1 and hash bits fit 32 bits */
 
 struct fib_node {
     uint64_t w0;                /* instance-id << 16 | family << 8 | length */
     uint64_t hi, lo;            /* the masked prefix, big-endian value */
     uint32_t qpos;              /* position in the used queue, or NOT_QUEUED */
     struct lispd_fib_entry entry;
-};
-
-struct fib_slot {
-    uint32_t node;              /* node number + 1; 0 when empty */
-    uint32_t hash;              /* low 32 bits of the key's hash */
 };
 
 struct fib_lengths {
@@ -66,61 +57,33 @@ struct lispd_fib {
     uint32_t limit, size;
     uint32_t node_cap;          /* nodes and queue allocated */
     uint32_t queued;
-    size_t slot_mask;           /* slot count - 1 */
-    uint64_t seed;
     struct fib_node *nodes;
     uint32_t *queue;            /* node numbers hit since the last drain */
-    struct fib_slot *slots;
+    struct lispd_hi index;
     struct fib_lengths v4, v6;
 };
 
-static uint64_t fmix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ull;
-    x ^= x >> 33;
-    return x;
-}
+/* A key to look up. */
+struct fib_key {
+    uint64_t w0, hi, lo;
+};
 
-static uint64_t key_hash(uint64_t seed, uint64_t w0, uint64_t hi, uint64_t lo)
+static uint64_t key_hash(const struct lispd_fib *fib, uint64_t w0, uint64_t hi, uint64_t lo)
 {
-    uint64_t h = fmix64(((w0 ^ seed) * 0x9e3779b97f4a7c15ull) ^ hi);
+    uint64_t h = lispd_hi_hash2(fib->index.seed, w0, hi);
     /* IPv4 prefixes have lo == 0: one round is enough for them. */
-    return lo ? fmix64(h ^ lo) : h;
-}
-
-static uint64_t load64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint32_t load32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void store64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
+    return lo ? lispd_hi_fmix64(h ^ lo) : h;
 }
 
 /* The address (4 or 16 octets) as (hi, lo). */
 static void load_address(uint8_t family, const uint8_t *address, uint64_t *hi, uint64_t *lo)
 {
     if (family == LISPD_FAMILY_IPV4) {
-        *hi = (uint64_t)load32(address) << 32;
+        *hi = (uint64_t)get_be32(address) << 32;
         *lo = 0;
     } else {
-        *hi = load64(address);
-        *lo = load64(address + 8);
+        *hi = get_be64(address);
+        *lo = get_be64(address + 8);
     }
 }
 
@@ -172,89 +135,41 @@ static void key_out(const struct fib_node *n, struct lispd_fib_key *key)
     key->prefix_len = (uint8_t)n->w0;
     if (key->family == LISPD_FAMILY_IPV4) {
         uint8_t word[8];
-        store64(word, n->hi);
+        put_be64(word, n->hi);
         memcpy(key->prefix, word, 4);
     } else {
-        store64(key->prefix, n->hi);
-        store64(key->prefix + 8, n->lo);
+        put_be64(key->prefix, n->hi);
+        put_be64(key->prefix + 8, n->lo);
     }
+}
+
+static int same_key(const void *table, uint32_t idx, const void *key)
+{
+    const struct fib_node *n = &((const struct lispd_fib *)table)->nodes[idx];
+    const struct fib_key *k = key;
+    return n->w0 == k->w0 && n->hi == k->hi && n->lo == k->lo;
 }
 
 /* The slot holding the key, or the empty slot where it would go. */
 static size_t probe(const struct lispd_fib *fib, uint64_t h, uint64_t w0, uint64_t hi,
                     uint64_t lo)
 {
-    size_t i = (size_t)h & fib->slot_mask;
-    for (;; i = (i + 1) & fib->slot_mask) {
-        const struct fib_slot *s = &fib->slots[i];
-        if (s->node == 0)
-            return i;
-        if (s->hash == (uint32_t)h) {
-            const struct fib_node *n = &fib->nodes[s->node - 1];
-            if (n->w0 == w0 && n->hi == hi && n->lo == lo)
-                return i;
-        }
-    }
+    struct fib_key key = {.w0 = w0, .hi = hi, .lo = lo};
+    return lispd_hi_probe(&fib->index, h, same_key, fib, &key);
 }
 
-static uint64_t node_hash(const struct lispd_fib *fib, const struct fib_node *n)
+static uint64_t node_hash(const void *table, uint32_t idx)
 {
-    return key_hash(fib->seed, n->w0, n->hi, n->lo);
+    const struct lispd_fib *fib = table;
+    const struct fib_node *n = &fib->nodes[idx];
+    return key_hash(fib, n->w0, n->hi, n->lo);
 }
 
-/* The slot that points at node number idx (which must be in the index). */
-static size_t slot_of(const struct lispd_fib *fib, uint32_t idx)
-{
-    size_t i = (size_t)node_hash(fib, &fib->nodes[idx]) & fib->slot_mask;
-    while (fib->slots[i].node != idx + 1)
-        i = (i + 1) & fib->slot_mask;
-    return i;
-}
-
-/* Empty slot i, shifting back the entries of its cluster that may move. */
-static void slot_remove(struct lispd_fib *fib, size_t i)
-{
-    size_t mask = fib->slot_mask;
-    for (size_t j = (i + 1) & mask;; j = (j + 1) & mask) {
-        struct fib_slot s = fib->slots[j];
-        if (s.node == 0)
-            break;
-        size_t home = (size_t)s.hash & mask;
-        if (((j - home) & mask) >= ((j - i) & mask)) {
-            fib->slots[i] = s;
-            i = j;
-        }
-    }
-    fib->slots[i].node = 0;
-    fib->slots[i].hash = 0;
-}
-
-static int index_resize(struct lispd_fib *fib, size_t n_slots)
-{
-    struct fib_slot *slots = calloc(n_slots, sizeof *slots);
-    if (!slots)
-        return -1;
-    free(fib->slots);
-    fib->slots = slots;
-    fib->slot_mask = n_slots - 1;
-    for (uint32_t k = 0; k < fib->size; k++) {
-        uint64_t h = node_hash(fib, &fib->nodes[k]);
-        size_t i = (size_t)h & fib->slot_mask;
-        while (slots[i].node)
-            i = (i + 1) & fib->slot_mask;
-        slots[i].node = k + 1;
-        slots[i].hash = (uint32_t)h;
-    }
-    return 0;
-}
-
-/* Room for one more node (size < limit): the node array, the queue and the
- * index. */
+/* Room for one more node (size < limit) in the node array and the queue. */
 static int reserve_one(struct lispd_fib *fib)
 {
     if (fib->size == fib->node_cap) {
-        uint64_t want = fib->node_cap ? (uint64_t)fib->node_cap * 2 : MIN_NODES;
-        uint32_t cap = want < fib->limit ? (uint32_t)want : fib->limit;
+        uint32_t cap = lispd_hi_next_cap(fib->node_cap, fib->limit);
         struct fib_node *nodes = realloc(fib->nodes, (size_t)cap * sizeof *nodes);
         if (!nodes)
             return -1;
@@ -265,9 +180,6 @@ static int reserve_one(struct lispd_fib *fib)
         fib->queue = queue;
         fib->node_cap = cap;
     }
-    uint64_t n_slots = (uint64_t)fib->slot_mask + 1;
-    if (((uint64_t)fib->size + 1) * 2 > n_slots && n_slots < MAX_SLOTS)
-        return index_resize(fib, (size_t)(n_slots * 2));
     return 0;
 }
 
@@ -277,14 +189,10 @@ struct lispd_fib *lispd_fib_new(uint32_t limit)
     if (!fib)
         return NULL;
     fib->limit = limit;
-    fib->slots = calloc(MIN_SLOTS, sizeof *fib->slots);
-    if (!fib->slots) {
+    if (lispd_hi_init(&fib->index, fib) < 0) {
         free(fib);
         return NULL;
     }
-    fib->slot_mask = MIN_SLOTS - 1;
-    if (getrandom(&fib->seed, sizeof fib->seed, GRND_NONBLOCK) != (ssize_t)sizeof fib->seed)
-        fib->seed = (uint64_t)(uintptr_t)fib * 0x9e3779b97f4a7c15ull;
     return fib;
 }
 
@@ -294,7 +202,7 @@ void lispd_fib_free(struct lispd_fib *fib)
         return;
     free(fib->nodes);
     free(fib->queue);
-    free(fib->slots);
+    lispd_hi_free(&fib->index);
     free(fib);
 }
 
@@ -366,28 +274,25 @@ int lispd_fib_set(struct lispd_fib *fib, const struct lispd_fib_key *key,
     uint64_t w0, hi, lo;
     if (key_in(key, &w0, &hi, &lo) < 0 || !valid_entry(entry))
         return -1;
-    uint64_t h = key_hash(fib->seed, w0, hi, lo);
+    uint64_t h = key_hash(fib, w0, hi, lo);
     size_t i = probe(fib, h, w0, hi, lo);
-    if (fib->slots[i].node) {
-        entry_copy(&fib->nodes[fib->slots[i].node - 1].entry, entry);
+    uint32_t idx = lispd_hi_entry(&fib->index, i);
+    if (idx != LISPD_HI_NONE) {
+        entry_copy(&fib->nodes[idx].entry, entry);
         return 0;
     }
     if (fib->size >= fib->limit)
         return -2;
-    size_t n_slots = fib->slot_mask + 1;
-    if (reserve_one(fib) < 0)
+    if (reserve_one(fib) < 0 ||
+        lispd_hi_insert(&fib->index, i, fib->size, h, node_hash, fib) < 0)
         return -2; /* out of memory: full as far as the caller can tell */
-    if (fib->slot_mask + 1 != n_slots)
-        i = probe(fib, h, w0, hi, lo);
-    uint32_t idx = fib->size++;
+    idx = fib->size++;
     struct fib_node *n = &fib->nodes[idx];
     n->w0 = w0;
     n->hi = hi;
     n->lo = lo;
     n->qpos = NOT_QUEUED;
     entry_copy(&n->entry, entry);
-    fib->slots[i].node = idx + 1;
-    fib->slots[i].hash = (uint32_t)h;
     lengths_add(lengths_of(fib, key->family), key->prefix_len, 1);
     return 0;
 }
@@ -410,16 +315,16 @@ int lispd_fib_delete(struct lispd_fib *fib, const struct lispd_fib_key *key)
     uint64_t w0, hi, lo;
     if (key_in(key, &w0, &hi, &lo) < 0)
         return -1;
-    size_t i = probe(fib, key_hash(fib->seed, w0, hi, lo), w0, hi, lo);
-    if (!fib->slots[i].node)
+    size_t i = probe(fib, key_hash(fib, w0, hi, lo), w0, hi, lo);
+    uint32_t idx = lispd_hi_entry(&fib->index, i);
+    if (idx == LISPD_HI_NONE)
         return -1;
-    uint32_t idx = fib->slots[i].node - 1;
     queue_remove(fib, idx);
-    slot_remove(fib, i);
+    lispd_hi_remove(&fib->index, i);
     uint32_t last = --fib->size;
     if (idx != last) {
         fib->nodes[idx] = fib->nodes[last];
-        fib->slots[slot_of(fib, last)].node = idx + 1;
+        lispd_hi_renumber(&fib->index, last, idx, node_hash(fib, idx));
         if (fib->nodes[idx].qpos != NOT_QUEUED)
             fib->queue[fib->nodes[idx].qpos] = idx;
     }
@@ -431,7 +336,7 @@ void lispd_fib_clear(struct lispd_fib *fib)
 {
     fib->size = 0;
     fib->queued = 0;
-    memset(fib->slots, 0, (fib->slot_mask + 1) * sizeof *fib->slots);
+    lispd_hi_clear(&fib->index);
     memset(&fib->v4, 0, sizeof fib->v4);
     memset(&fib->v6, 0, sizeof fib->v6);
 }
@@ -455,10 +360,10 @@ const struct lispd_fib_entry *lispd_fib_lookup(struct lispd_fib *fib, uint32_t i
         uint32_t len = l->present[k];
         mask_prefix(len, &hi, &lo); /* lengths only shrink: mask in place */
         uint64_t w0 = base | len;
-        size_t i = probe(fib, key_hash(fib->seed, w0, hi, lo), w0, hi, lo);
-        if (!fib->slots[i].node)
+        size_t i = probe(fib, key_hash(fib, w0, hi, lo), w0, hi, lo);
+        uint32_t idx = lispd_hi_entry(&fib->index, i);
+        if (idx == LISPD_HI_NONE)
             continue;
-        uint32_t idx = fib->slots[i].node - 1;
         struct fib_node *n = &fib->nodes[idx];
         if (n->qpos == NOT_QUEUED) {
             n->qpos = fib->queued;

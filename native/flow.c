@@ -19,6 +19,7 @@
  * octets. Lengths in the header (total length, payload length) and the
  * IPv4 header checksum are not checked: the octets present are hashed.
  */
+#include "bytes.h"
 #include "lispd_native.h"
 
 /* FNV-1a, 32 bits (draft-eastlake-fnv section 2) */
@@ -65,7 +66,7 @@ uint32_t lispd_flow_hash(const uint8_t *packet, size_t len)
         if (len < 20 || ihl < 20 || ihl > len)
             return 0;
         /* flags and fragment offset: MF is 0x2000, the offset the low 13 bits */
-        int fragment = ((packet[6] << 8 | packet[7]) & 0x3fff) != 0;
+        int fragment = (get_be16(packet + 6) & 0x3fff) != 0;
         uint32_t h = fnv1a(FNV_OFFSET_BASIS, packet + 12, 8); /* source, destination */
         return hash_ports(h, packet[9], packet + ihl, len - ihl, fragment);
     }
@@ -87,9 +88,9 @@ uint32_t lispd_frame_hash(const uint8_t *frame, size_t len)
     if (len < 14)
         return 0;
     size_t type_at = 12;
-    if ((frame[12] << 8 | frame[13]) == ETHERTYPE_VLAN && len >= 18)
+    if (get_be16(frame + 12) == ETHERTYPE_VLAN && len >= 18)
         type_at = 16; /* one 802.1Q tag: TPID, TCI, then the real EtherType */
-    uint16_t ethertype = (uint16_t)(frame[type_at] << 8 | frame[type_at + 1]);
+    uint16_t ethertype = get_be16(frame + type_at);
     if (ethertype == ETHERTYPE_IPV4 || ethertype == ETHERTYPE_IPV6)
         return lispd_flow_hash(frame + type_at + 2, len - type_at - 2);
     uint32_t h = fnv1a(FNV_OFFSET_BASIS, frame, 12); /* destination, source MAC */

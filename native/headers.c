@@ -1,20 +1,10 @@
 /* Header writers for the encapsulation path: each writes into a caller's
  * buffer at an offset, so packets are built in reserved headroom. */
+#include <string.h>
+
+#include "bytes.h"
 #include "lispd_native.h"
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
+#include "wire.h"
 
 static int fits(size_t cap, size_t off, size_t len)
 {
@@ -32,18 +22,32 @@ int lispd_ipv4_header_write(uint8_t *buf, size_t cap, size_t off,
     uint8_t *h = buf + off;
     h[0] = 0x45; /* version 4, IHL 5 */
     h[1] = tos;
-    put16(h + 2, total_length);
-    put16(h + 4, identification);
-    put16(h + 6, dont_fragment ? 0x4000 : 0);
+    put_be16(h + 2, total_length);
+    put_be16(h + 4, identification);
+    put_be16(h + 6, dont_fragment ? 0x4000 : 0);
     h[8] = ttl;
     h[9] = protocol;
-    put16(h + 10, 0);
+    put_be16(h + 10, 0);
     for (int i = 0; i < 4; i++) {
         h[12 + i] = src[i];
         h[16 + i] = dst[i];
     }
-    put16(h + 10, lispd_inet_checksum(h, 20));
+    put_be16(h + 10, lispd_inet_checksum(h, 20));
     return 20;
+}
+
+void lispd_ipv6_header_put(uint8_t *h, const uint8_t *src, const uint8_t *dst,
+                           uint16_t payload_length, uint8_t traffic_class, uint32_t flow_label,
+                           uint8_t next_header, uint8_t hop_limit)
+{
+    h[0] = (uint8_t)(0x60 | (traffic_class >> 4));
+    h[1] = (uint8_t)(((traffic_class & 0x0F) << 4) | ((flow_label >> 16) & 0x0F));
+    put_be16(h + 2, (uint16_t)flow_label);
+    put_be16(h + 4, payload_length);
+    h[6] = next_header;
+    h[7] = hop_limit;
+    memcpy(h + 8, src, 16);
+    memcpy(h + 24, dst, 16);
 }
 
 int lispd_udp_header_write(uint8_t *buf, size_t cap, size_t off,
@@ -52,10 +56,10 @@ int lispd_udp_header_write(uint8_t *buf, size_t cap, size_t off,
     if (!fits(cap, off, 8))
         return -1;
     uint8_t *h = buf + off;
-    put16(h, source_port);
-    put16(h + 2, dest_port);
-    put16(h + 4, length);
-    put16(h + 6, 0);
+    put_be16(h, source_port);
+    put_be16(h + 2, dest_port);
+    put_be16(h + 4, length);
+    put_be16(h + 6, 0);
     return 8;
 }
 
@@ -66,11 +70,11 @@ int lispd_lisp_header_write(uint8_t *buf, size_t cap, size_t off, uint8_t flags,
     if (!fits(cap, off, 8))
         return -1;
     uint8_t *h = buf + off;
-    put32(h, (uint32_t)flags << 24 | (nonce_or_versions & 0xffffffu));
+    put_be32(h, (uint32_t)flags << 24 | (nonce_or_versions & 0xffffffu));
     if (flags & 0x08) /* I bit */
-        put32(h + 4, (instance_id & 0xffffffu) << 8 | (lsbs & 0xffu));
+        put_be32(h + 4, (instance_id & 0xffffffu) << 8 | (lsbs & 0xffu));
     else
-        put32(h + 4, lsbs);
+        put_be32(h + 4, lsbs);
     return 8;
 }
 
@@ -79,7 +83,7 @@ int lispd_vxlan_header_write(uint8_t *buf, size_t cap, size_t off, uint32_t vni)
     if (!fits(cap, off, 8))
         return -1;
     uint8_t *h = buf + off;
-    put32(h, 0x08000000u); /* I flag */
-    put32(h + 4, (vni & 0xffffffu) << 8);
+    put_be32(h, 0x08000000u); /* I flag */
+    put_be32(h + 4, (vni & 0xffffffu) << 8);
     return 8;
 }

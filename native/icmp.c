@@ -40,33 +40,15 @@
  */
 #include <string.h>
 
+#include "bytes.h"
 #include "lispd_native.h"
+#include "wire.h"
 
 enum {
     IPV4_MIN_MTU = 576,  /* RFC 1812 4.3.2.3: the most an ICMPv4 error may be */
     IPV6_MIN_MTU = 1280, /* RFC 8200 section 5 */
-    IPV4_HEADER = 20,
-    IPV6_HEADER = 40,
-    ICMP_HEADER = 8,
-    PROTO_ICMP = 1,
-    PROTO_FRAGMENT = 44,
-    PROTO_ICMPV6 = 58,
     ANSWER_TTL = 64
 };
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
 
 static size_t min_size(size_t a, size_t b)
 {
@@ -103,37 +85,62 @@ static int ipv6_source_ok(const uint8_t *a)
     return a[15] > 1; /* :: is unspecified, ::1 loopback */
 }
 
+/* What an answer's framing depends on: the IP version. */
+struct answer_shape {
+    size_t ip_header; /* the answer's IP header */
+    size_t most;      /* the longest answer */
+    size_t addr_len;
+    size_t source_at; /* where an IP header holds the source address */
+};
+
+static const struct answer_shape SHAPE_V4 = {IPV4_HEADER, IPV4_MIN_MTU, 4, 12};
+static const struct answer_shape SHAPE_V6 = {IPV6_HEADER, IPV6_MIN_MTU, 16, 8};
+
+/* Start the answer to packet: save the addresses it goes between (from our
+ * source to the packet's source), then move as much of packet as fits
+ * behind the answer's IP and ICMP headers. Returns the answer's total
+ * length, or 0 (nothing written) when it does not fit out_cap. */
+static size_t quote_packet(const struct answer_shape *shape, uint8_t *out, size_t out_cap,
+                           const uint8_t *packet, size_t len, const uint8_t *source,
+                           uint8_t *from, uint8_t *destination)
+{
+    size_t quote = min_size(len, shape->most - shape->ip_header - ICMP_HEADER);
+    size_t total = shape->ip_header + ICMP_HEADER + quote;
+    if (out_cap < total)
+        return 0;
+    memcpy(from, source, shape->addr_len);
+    memcpy(destination, packet + shape->source_at, shape->addr_len);
+    memmove(out + shape->ip_header + ICMP_HEADER, packet, quote);
+    return total;
+}
+
 static int too_big_v4(uint8_t *out, size_t out_cap, const uint8_t *packet, size_t len,
                       uint32_t mtu, const uint8_t *source)
 {
     size_t ihl = (size_t)(packet[0] & 0x0f) * 4;
     if (len < IPV4_HEADER || ihl < IPV4_HEADER || ihl > len)
         return -1;
-    if (((packet[6] << 8 | packet[7]) & 0x1fff) != 0)
+    if ((get_be16(packet + 6) & 0x1fff) != 0)
         return -1; /* a non-first fragment */
     if (packet[9] == PROTO_ICMP && (len == ihl || icmpv4_is_error(packet[ihl])))
         return -1;
     if (!ipv4_source_ok(packet + 12) || !ipv4_destination_ok(packet + 16))
         return -1;
 
-    size_t quote = min_size(len, IPV4_MIN_MTU - IPV4_HEADER - ICMP_HEADER);
-    size_t total = IPV4_HEADER + ICMP_HEADER + quote;
-    if (out_cap < total)
-        return -1;
     uint8_t from[4], destination[4];
-    memcpy(from, source, 4);
-    memcpy(destination, packet + 12, 4);
-    memmove(out + IPV4_HEADER + ICMP_HEADER, packet, quote);
+    size_t total = quote_packet(&SHAPE_V4, out, out_cap, packet, len, source, from, destination);
+    if (total == 0)
+        return -1;
 
     lispd_ipv4_header_write(out, out_cap, 0, from, destination, (uint16_t)total, 0, 0,
                             ANSWER_TTL, PROTO_ICMP, 0);
     uint8_t *icmp = out + IPV4_HEADER;
     icmp[0] = 3; /* destination unreachable */
     icmp[1] = 4; /* fragmentation needed and DF set */
-    put16(icmp + 2, 0);
-    put16(icmp + 4, 0);
-    put16(icmp + 6, mtu > 0xffff ? 0xffff : (uint16_t)mtu);
-    put16(icmp + 2, lispd_inet_checksum(icmp, ICMP_HEADER + quote));
+    put_be16(icmp + 2, 0);
+    put_be16(icmp + 4, 0);
+    put_be16(icmp + 6, mtu > 0xffff ? 0xffff : (uint16_t)mtu);
+    put_be16(icmp + 2, lispd_inet_checksum(icmp, total - IPV4_HEADER));
     return (int)total;
 }
 
@@ -146,39 +153,31 @@ static int too_big_v6(uint8_t *out, size_t out_cap, const uint8_t *packet, size_
     if (next == PROTO_ICMPV6 && (len == IPV6_HEADER || packet[IPV6_HEADER] < 128))
         return -1; /* an ICMPv6 error message, or one we cannot tell from one */
     if (next == PROTO_FRAGMENT &&
-        (len < IPV6_HEADER + 8 ||
-         ((packet[IPV6_HEADER + 2] << 8 | packet[IPV6_HEADER + 3]) & 0xfff8) != 0))
+        (len < IPV6_HEADER + 8 || (get_be16(packet + IPV6_HEADER + 2) & 0xfff8) != 0))
         return -1; /* a non-first fragment (or a cut-off Fragment header) */
     if (!ipv6_source_ok(packet + 8))
         return -1;
 
-    size_t quote = min_size(len, IPV6_MIN_MTU - IPV6_HEADER - ICMP_HEADER);
-    size_t payload = ICMP_HEADER + quote;
-    size_t total = IPV6_HEADER + payload;
-    if (out_cap < total)
-        return -1;
     uint8_t from[16], destination[16];
-    memcpy(from, source, 16);
-    memcpy(destination, packet + 8, 16);
-    memmove(out + IPV6_HEADER + ICMP_HEADER, packet, quote);
+    size_t total = quote_packet(&SHAPE_V6, out, out_cap, packet, len, source, from, destination);
+    if (total == 0)
+        return -1;
+    size_t payload = total - IPV6_HEADER;
 
-    put32(out, 0x60000000u); /* version 6, traffic class 0, flow label 0 */
-    put16(out + 4, (uint16_t)payload);
-    out[6] = PROTO_ICMPV6;
-    out[7] = ANSWER_TTL;
-    memcpy(out + 8, from, 16);
-    memcpy(out + 24, destination, 16);
+    /* traffic class 0, flow label 0 */
+    lispd_ipv6_header_put(out, from, destination, (uint16_t)payload, 0, 0, PROTO_ICMPV6,
+                          ANSWER_TTL);
     uint8_t *icmp = out + IPV6_HEADER;
     icmp[0] = 2; /* packet too big */
     icmp[1] = 0;
-    put16(icmp + 2, 0);
-    put32(icmp + 4, mtu);
+    put_be16(icmp + 2, 0);
+    put_be32(icmp + 4, mtu);
     /* Pseudo-header: source, destination, upper-layer length (32 bits),
      * three zero octets and the next header. */
     uint32_t sum = lispd_csum_add(0, out + 8, 32);
     sum += (uint32_t)(payload >> 16) + (uint32_t)(payload & 0xffffu) + PROTO_ICMPV6;
     sum = lispd_csum_add(sum, icmp, payload);
-    put16(icmp + 2, lispd_csum_fold(sum));
+    put_be16(icmp + 2, lispd_csum_fold(sum));
     return (int)total;
 }
 

@@ -270,7 +270,7 @@ struct lispd_counters {
     uint64_t vxlan_rx_packets, vxlan_rx_bytes;
     uint64_t flood_copies;                  /* head-end replicas sent */
     uint64_t misses;                        /* punted to Python */
-    uint64_t icmp_too_big;                  /* answers written back */
+    uint64_t icmp_too_big, icmp_too_big_bytes;  /* answers written back */
     uint64_t fdb_learned, fdb_learn_full;   /* MACs added or moved; refused: full */
     uint64_t batches;                       /* wake-ups that moved something */
     uint64_t drops[17];                     /* by LISPD_DROP_* */

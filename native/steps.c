@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dataplane.h"
+#include "wire.h"
 
 enum {
     LISP_FLAG_N = 0x80, /* nonce present */
@@ -18,7 +19,6 @@ enum {
     LISP_FLAG_I = 0x08, /* instance-id present */
     LISP_FLAG_K = 0x03, /* key id of LISP-crypto (RFC 8061), unsupported */
     LISP_HEADER = 8,
-    UDP_HEADER = 8,
     VXLAN_HEADER = 8,
     ETHER_HEADER = 14,
     VXLAN_FLAG_I = 0x08,
@@ -57,11 +57,11 @@ static int32_t parse_inner(const uint8_t *p, size_t len, int check_ipv4_sum, str
         return LISPD_DROP_TRUNCATED;
     switch (p[0] >> 4) {
     case 4: {
-        if (len < 20)
+        if (len < IPV4_HEADER)
             return LISPD_DROP_TRUNCATED;
         size_t ihl = (size_t)(p[0] & 0x0F) * 4;
-        size_t total = dp_get16(p + 2);
-        if (ihl < 20 || total < ihl)
+        size_t total = get_be16(p + 2);
+        if (ihl < IPV4_HEADER || total < ihl)
             return LISPD_DROP_BAD_INNER;
         if (total > len)
             return LISPD_DROP_TRUNCATED;
@@ -77,9 +77,9 @@ static int32_t parse_inner(const uint8_t *p, size_t len, int check_ipv4_sum, str
         return PARSED;
     }
     case 6: {
-        if (len < 40)
+        if (len < IPV6_HEADER)
             return LISPD_DROP_TRUNCATED;
-        size_t total = 40 + (size_t)dp_get16(p + 4);
+        size_t total = IPV6_HEADER + (size_t)get_be16(p + 4);
         if (total > len)
             return LISPD_DROP_TRUNCATED;
         in->family = LISPD_FAMILY_IPV6;
@@ -116,14 +116,14 @@ static const struct lispd_locator *choose_locator(const struct lispd_fib_entry *
 
 static size_t outer_ip_length(uint8_t family)
 {
-    return family == LISPD_FAMILY_IPV6 ? 40 : 20;
+    return family == LISPD_FAMILY_IPV6 ? IPV6_HEADER : IPV4_HEADER;
 }
 
 /* The largest outer packet: the MTU, and what the length field can say
  * (IPv4 total length; IPv6 payload length, the 40-octet header not counted). */
 static size_t outer_limit(uint32_t mtu, uint8_t family)
 {
-    size_t most = family == LISPD_FAMILY_IPV6 ? 65535 + 40 : 65535;
+    size_t most = family == LISPD_FAMILY_IPV6 ? 65535 + IPV6_HEADER : 65535;
     return mtu < most ? mtu : most;
 }
 
@@ -149,30 +149,23 @@ static size_t write_outer(uint8_t *buf, size_t cap, size_t payload_off, size_t p
     size_t udp_len = payload_len + UDP_HEADER;
     lispd_udp_header_write(buf, cap, udp_off, source_port, dest_port, (uint16_t)udp_len);
     if (family == LISPD_FAMILY_IPV4) {
-        size_t ip_off = udp_off - 20;
+        size_t ip_off = udp_off - IPV4_HEADER;
         /* UDP checksum zero (RFC 9300 5.3, RFC 7348 5); DF clear so a
          * smaller hop fragments the outer packet and the ETR reassembles;
          * identification 0, which the kernel replaces with a fresh one for
          * a raw IP_HDRINCL socket (so fragments of different packets never
          * share an ID, RFC 6864). */
         lispd_ipv4_header_write(buf, cap, ip_off, source, destination,
-                                (uint16_t)(udp_len + 20), 0, tos, ttl, 17, 0);
+                                (uint16_t)(udp_len + IPV4_HEADER), 0, tos, ttl, PROTO_UDP, 0);
         return ip_off;
     }
-    size_t ip_off = udp_off - 40;
-    uint8_t *h = buf + ip_off;
-    h[0] = (uint8_t)(0x60 | (tos >> 4));
-    h[1] = (uint8_t)(((tos & 0x0F) << 4) | ((flow_label >> 16) & 0x0F));
-    dp_put16(h + 2, (uint16_t)flow_label);
-    dp_put16(h + 4, (uint16_t)udp_len);
-    h[6] = 17;
-    h[7] = ttl;
-    memcpy(h + 8, source, 16);
-    memcpy(h + 24, destination, 16);
+    size_t ip_off = udp_off - IPV6_HEADER;
+    lispd_ipv6_header_put(buf + ip_off, source, destination, (uint16_t)udp_len, tos, flow_label,
+                          PROTO_UDP, ttl);
     /* A zero UDP checksum over IPv6 needs RFC 6936 on the receiver; the
      * kernel's vxlan and most peers expect a real one. */
     uint16_t sum = lispd_udp_checksum(source, destination, 16, buf + udp_off, udp_len);
-    dp_put16(buf + udp_off + 6, sum);
+    put_be16(buf + udp_off + 6, sum);
     return ip_off;
 }
 
@@ -316,16 +309,16 @@ static int merge_outer_fields(uint8_t *p, const struct inner *in, uint8_t outer_
     if (ecn < 0)
         return -1;
     if (in->family == LISPD_FAMILY_IPV4) {
-        uint16_t check = dp_get16(p + 10);
-        uint16_t old = dp_get16(p);
+        uint16_t check = get_be16(p + 10);
+        uint16_t old = get_be16(p);
         p[1] = (uint8_t)((p[1] & ~ECN_MASK) | ecn);
-        check = lispd_csum_update16(check, old, dp_get16(p));
+        check = lispd_csum_update16(check, old, get_be16(p));
         if (outer_ttl < p[8]) {
-            old = dp_get16(p + 8);
+            old = get_be16(p + 8);
             p[8] = outer_ttl;
-            check = lispd_csum_update16(check, old, dp_get16(p + 8));
+            check = lispd_csum_update16(check, old, get_be16(p + 8));
         }
-        dp_put16(p + 10, check);
+        put_be16(p + 10, check);
         return 0;
     }
     /* The traffic class straddles octets 0 and 1; ECN is its low two bits. */
@@ -349,7 +342,7 @@ void lispd_etr_process(struct lispd_dp *dp, uint8_t *buf, size_t length, uint8_t
         drop(v, LISPD_DROP_BAD_FLAGS);
         return;
     }
-    uint32_t iid = (flags & LISP_FLAG_I) ? dp_get24(buf + 4) : 0;
+    uint32_t iid = (flags & LISP_FLAG_I) ? get_be24(buf + 4) : 0;
     int tun = find_tun(dp, iid);
     if (tun < 0) {
         drop(v, LISPD_DROP_UNKNOWN_INSTANCE);
@@ -461,7 +454,7 @@ void lispd_vxlan_rx_process(struct lispd_dp *dp, uint8_t *buf, size_t length, ui
         drop(v, LISPD_DROP_BAD_FLAGS);
         return;
     }
-    uint32_t vni = dp_get24(buf + 4);
+    uint32_t vni = get_be24(buf + 4);
     uint32_t segment = 0;
     while (segment < dp->n_segments && dp->segments[segment].vni != vni)
         segment++;

@@ -37,6 +37,7 @@ COUNTERS = (
     "flood_copies",
     "misses",
     "icmp_too_big",
+    "icmp_too_big_bytes",
     "fdb_learned",
     "fdb_learn_full",
     "batches",
