@@ -332,29 +332,43 @@ static void outer_fields(const struct msghdr *m, uint8_t *ttl, uint8_t *tos)
     }
 }
 
-int lispd_etr_batch(struct lispd_dp *dp, int udp_fd)
+/* The receive side of a socket batch: one recvmmsg, then each datagram
+ * that was not cut short to step. Returns how many arrived. */
+typedef void (*datagram_step)(struct lispd_dp *dp, uint32_t i, uint8_t *buf, size_t len,
+                              void *context);
+
+static int socket_batch(struct lispd_dp *dp, int fd, datagram_step step, void *context)
 {
-    int n = receive(dp, udp_fd);
+    int n = receive(dp, fd);
     for (int i = 0; i < n; i++) {
-        struct msghdr *m = &dp->rx_msgs[i].msg_hdr;
-        if (m->msg_flags & MSG_TRUNC) {
+        if (dp->rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
             dp->counters.drops[LISPD_DROP_TRUNCATED]++;
             continue;
         }
-        uint8_t ttl, tos;
-        outer_fields(m, &ttl, &tos);
-        uint8_t *buf = buffer(dp, (uint32_t)i);
-        struct lispd_verdict v;
-        lispd_etr_process(dp, buf, dp->rx_msgs[i].msg_len, ttl, tos, &v);
-        if (v.verdict == LISPD_VERDICT_WRITE)
-            write_out(dp, dp->tuns[v.index].fd, buf, &v, &dp->counters.etr_packets,
-                      &dp->counters.etr_bytes);
-        else
-            dp->counters.drops[v.reason]++;
+        step(dp, (uint32_t)i, buffer(dp, (uint32_t)i), dp->rx_msgs[i].msg_len, context);
     }
     if (n > 0)
         dp->counters.batches++;
     return n;
+}
+
+static void etr_step(struct lispd_dp *dp, uint32_t i, uint8_t *buf, size_t len, void *context)
+{
+    (void)context;
+    uint8_t ttl, tos;
+    outer_fields(&dp->rx_msgs[i].msg_hdr, &ttl, &tos);
+    struct lispd_verdict v;
+    lispd_etr_process(dp, buf, len, ttl, tos, &v);
+    if (v.verdict == LISPD_VERDICT_WRITE)
+        write_out(dp, dp->tuns[v.index].fd, buf, &v, &dp->counters.etr_packets,
+                  &dp->counters.etr_bytes);
+    else
+        dp->counters.drops[v.reason]++;
+}
+
+int lispd_etr_batch(struct lispd_dp *dp, int udp_fd)
+{
+    return socket_batch(dp, udp_fd, etr_step, NULL);
 }
 
 /* Head-end replication (RFC 7348 4.2): one copy per flood peer, each built
@@ -409,35 +423,27 @@ int lispd_vxlan_tx_batch(struct lispd_dp *dp, uint32_t segment)
                         &dp->counters.vxlan_tx_packets, &dp->counters.vxlan_tx_bytes);
 }
 
+static void vxlan_rx_step(struct lispd_dp *dp, uint32_t i, uint8_t *buf, size_t len,
+                          void *context)
+{
+    uint64_t now_ms = *(const uint64_t *)context;
+    const struct sockaddr_in6 *a = &dp->rx_addrs[i];
+    uint8_t family = LISPD_FAMILY_IPV4;
+    const uint8_t *source = (const uint8_t *)&((const struct sockaddr_in *)a)->sin_addr;
+    if (a->sin6_family == AF_INET6) {
+        family = LISPD_FAMILY_IPV6;
+        source = (const uint8_t *)&a->sin6_addr;
+    }
+    struct lispd_verdict v;
+    lispd_vxlan_rx_process(dp, buf, len, family, source, now_ms, &v);
+    if (v.verdict == LISPD_VERDICT_WRITE)
+        write_out(dp, dp->segments[v.index].fd, buf, &v, &dp->counters.vxlan_rx_packets,
+                  &dp->counters.vxlan_rx_bytes);
+    else
+        dp->counters.drops[v.reason]++;
+}
+
 int lispd_vxlan_rx_batch(struct lispd_dp *dp, int udp_fd, uint64_t now_ms)
 {
-    int n = receive(dp, udp_fd);
-    for (int i = 0; i < n; i++) {
-        struct msghdr *m = &dp->rx_msgs[i].msg_hdr;
-        if (m->msg_flags & MSG_TRUNC) {
-            dp->counters.drops[LISPD_DROP_TRUNCATED]++;
-            continue;
-        }
-        const struct sockaddr_in6 *a = &dp->rx_addrs[i];
-        uint8_t family;
-        const uint8_t *source;
-        if (a->sin6_family == AF_INET6) {
-            family = LISPD_FAMILY_IPV6;
-            source = (const uint8_t *)&a->sin6_addr;
-        } else {
-            family = LISPD_FAMILY_IPV4;
-            source = (const uint8_t *)&((const struct sockaddr_in *)a)->sin_addr;
-        }
-        uint8_t *buf = buffer(dp, (uint32_t)i);
-        struct lispd_verdict v;
-        lispd_vxlan_rx_process(dp, buf, dp->rx_msgs[i].msg_len, family, source, now_ms, &v);
-        if (v.verdict == LISPD_VERDICT_WRITE)
-            write_out(dp, dp->segments[v.index].fd, buf, &v, &dp->counters.vxlan_rx_packets,
-                      &dp->counters.vxlan_rx_bytes);
-        else
-            dp->counters.drops[v.reason]++;
-    }
-    if (n > 0)
-        dp->counters.batches++;
-    return n;
+    return socket_batch(dp, udp_fd, vxlan_rx_step, &now_ms);
 }
