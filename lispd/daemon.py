@@ -188,9 +188,9 @@ class Daemon:
         now = time.monotonic()
         sync.report_used(self.mapcache_fib, self.mapcache, now)
         sync.apply(self.mapcache_fib, self.mapcache.expire(now))
-        if self.config.vxlan:
-            ageing = min(segment.ageing for segment in self.config.vxlan)
-            self.fdb.age(_monotonic_ms(), ageing * 1000)
+        now_ms = _monotonic_ms()
+        for segment in self.config.vxlan:
+            self.fdb.age(now_ms, segment.ageing * 1000, segment.vni)
 
     def _query(self, command: str, args: list[str]) -> Any:
         if command == "show" and args == ["stats"]:

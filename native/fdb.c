@@ -190,13 +190,15 @@ const struct lispd_fdb_entry *lispd_fdb_lookup(const struct lispd_fdb *fdb, uint
     return idx != LISPD_HI_NONE ? &fdb->nodes[idx] : NULL;
 }
 
-uint32_t lispd_fdb_age(struct lispd_fdb *fdb, uint64_t now_ms, uint64_t max_age_ms)
+uint32_t lispd_fdb_age(struct lispd_fdb *fdb, uint32_t vni, uint64_t now_ms,
+                       uint64_t max_age_ms)
 {
     uint32_t removed = 0;
     for (uint32_t k = 0; k < fdb->size;) {
         const struct lispd_fdb_entry *e = &fdb->nodes[k];
         /* A last_seen in the future (a clock step) counts as just seen. */
-        if (!e->is_static && now_ms > e->last_seen_ms && now_ms - e->last_seen_ms > max_age_ms) {
+        if (!e->is_static && (vni == LISPD_ANY_VNI || e->vni == vni) &&
+            now_ms > e->last_seen_ms && now_ms - e->last_seen_ms > max_age_ms) {
             /* moves the last node to k */
             remove_at(fdb, k, lispd_hi_slot_of(&fdb->index, k, node_hash(fdb, k)));
             removed++;

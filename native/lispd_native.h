@@ -123,7 +123,8 @@ int lispd_icmp_too_big(uint8_t *out, size_t out_cap, const uint8_t *packet, size
 enum {
     LISPD_MAX_LOCATORS = 8,     /* per forwarding entry */
     LISPD_FAMILY_IPV4 = 4,
-    LISPD_FAMILY_IPV6 = 6
+    LISPD_FAMILY_IPV6 = 6,
+    LISPD_ANY_VNI = 0x7FFFFFFF  /* lispd_fdb_age: every segment */
 };
 
 /* What the fast path does with a packet that matches an entry. */
@@ -218,8 +219,10 @@ int lispd_fdb_delete(struct lispd_fdb *fdb, uint32_t vni, const uint8_t *mac);
 const struct lispd_fdb_entry *lispd_fdb_lookup(const struct lispd_fdb *fdb, uint32_t vni,
                                                const uint8_t *mac);
 
-/* Remove learned entries not seen for max_age_ms; returns how many. */
-uint32_t lispd_fdb_age(struct lispd_fdb *fdb, uint64_t now_ms, uint64_t max_age_ms);
+/* Remove learned entries of segment vni (any segment for LISPD_ANY_VNI)
+ * not seen for max_age_ms; returns how many. */
+uint32_t lispd_fdb_age(struct lispd_fdb *fdb, uint32_t vni, uint64_t now_ms,
+                       uint64_t max_age_ms);
 uint32_t lispd_fdb_size(const struct lispd_fdb *fdb);
 
 /* Copy out at most cap entries (in no particular order); returns how many. */

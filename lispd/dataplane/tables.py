@@ -295,11 +295,15 @@ class Fdb:
         found = _lib.lispd_fdb_lookup(self._fdb, vni, _in(mac))
         return None if found == _ffi.NULL else _fdb_entry_out(found)
 
-    def age(self, now_ms: int, max_age_ms: int) -> int:
-        """Remove learned entries not seen for more than max_age_ms."""
+    def age(self, now_ms: int, max_age_ms: int, vni: int | None = None) -> int:
+        """Remove learned entries (of segment vni, or of every segment) not
+        seen for more than max_age_ms."""
         _check("time", now_ms, _U64)
         _check("max age", max_age_ms, _U64)
-        removed: int = _lib.lispd_fdb_age(self._fdb, now_ms, max_age_ms)
+        if vni is not None:
+            _check("VNI", vni, _U24)
+        which = _lib.LISPD_ANY_VNI if vni is None else vni
+        removed: int = _lib.lispd_fdb_age(self._fdb, which, now_ms, max_age_ms)
         return removed
 
     def dump(self) -> list[FdbEntry]:

@@ -632,3 +632,15 @@ def test_fdb_static_precedence_and_raw_refusals() -> None:
     assert lib.lispd_fdb_learn(fdb.handle, 1, MACS[4], 4, four, 0) == -1
     assert lib.lispd_fdb_learn(fdb.handle, 1, MACS[1], 4, four, 0) == 1
     assert len(fdb) == 1  # the learned (5, mac) aged out above
+
+
+def test_fdb_ages_one_segment_at_a_time() -> None:
+    fdb = Fdb(8)
+    vtep = IPv4Address("198.18.0.2")
+    for vni, last in ((100, 0), (200, 0), (200, 900)):
+        mac = bytes([2, 0, 0, 0, vni // 100, last // 100])
+        fdb.set(FdbEntry(vni, mac, vtep, False, last))
+    assert fdb.age(1000, 500, vni=100) == 1
+    assert {e.vni for e in fdb.dump()} == {200}
+    assert fdb.age(1000, 500, vni=200) == 1
+    assert [e.last_seen_ms for e in fdb.dump()] == [900]
