@@ -13,10 +13,6 @@ expected hosts.
 
 from __future__ import annotations
 
-import json
-import select
-import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,8 +23,10 @@ from scapy.utils import rdpcap
 
 from lispd.lab import Lab, lab
 from lispd.wire.data import LISP_DATA_PORT, VXLAN_PORT, LispDataHeader, VxlanHeader
-from tests.interop.wireshark import as_list
+from tests import traffic
+from tests.interop.wireshark import as_list, dissect
 from tests.needs import require_netns, require_program
+from tests.netns.sites import Instance, Mapping, Segment, link, xtr_config
 
 pytestmark = [pytest.mark.interop, pytest.mark.netns]
 
@@ -47,37 +45,13 @@ SITES = {  # role: (RLOC, site prefix, gateway on lan7, host, TAP address)
 def _config(role: str) -> str:
     rloc, prefix, _, _, _ = SITES[role]
     peer_rloc, peer_prefix, _, _, _ = SITES["b" if role == "a" else "a"]
-    return f"""
-[underlay]
-rlocs = ["{rloc}"]
-
-[xtr]
-eid-space = ["192.0.2.0/24"]
-
-[[xtr.instance]]
-instance-id = {IID}
-tun = "lisp7"
-table = {TABLE}
-eid-space = ["198.51.100.0/24"]
-interfaces = ["lan7"]
-
-[[xtr.database-mapping]]
-eid-prefix = "{prefix}"
-instance-id = {IID}
-interface = "lan7"
-rlocs = [{{ address = "{rloc}" }}]
-
-[[xtr.static-mapping]]
-eid-prefix = "{peer_prefix}"
-instance-id = {IID}
-rlocs = [{{ address = "{peer_rloc}" }}]
-
-[[vxlan]]
-device = "vxl100"
-vni = {VNI}
-local = "{rloc}"
-flood = ["{peer_rloc}"]
-"""
+    return xtr_config(
+        [rloc], eid_space=["192.0.2.0/24"],
+        instances=[Instance(IID, "lisp7", TABLE, ("198.51.100.0/24",), ("lan7",))],
+        database=[Mapping(prefix, rloc, instance_id=IID, interface="lan7")],
+        static=[Mapping(peer_prefix, peer_rloc, instance_id=IID)],
+        extra=Segment("vxl100", VNI, rloc, (peer_rloc,)).toml(),
+    )
 
 
 def _build(topology: Lab, workdir: Path) -> dict[str, str]:
@@ -99,43 +73,6 @@ def _build(topology: Lab, workdir: Path) -> dict[str, str]:
         topology.ns(names[f"g{role}"], "ip", "addr", "add", f"{tap_address}/24",
                     "dev", "vxl100")
     return names
-
-
-def _mac(topology: Lab, namespace: str, device: str) -> str:
-    (link,) = json.loads(topology.ns(namespace, "ip", "-j", "link", "show", device).stdout)
-    return str(link["address"])
-
-
-def _ping(topology: Lab, namespace: str, target: str) -> str:
-    done = topology.ns(namespace, "ping", "-c", str(PINGS), "-i", "0.2", "-w", "10", target,
-                       check=False)
-    return done.stdout + done.stderr
-
-
-def _capture(topology: Lab, namespace: str, pcap: Path) -> subprocess.Popen[bytes]:
-    """tcpdump on the underlay, bounded in frames and time; returns once it listens."""
-    process = topology.popen(
-        namespace, "timeout", "60", "tcpdump", "-i", "eth0", "-n", "-U", "-s", "0",
-        "-c", str(CAPTURE_LIMIT), "-w", str(pcap),
-        f"udp port {LISP_DATA_PORT} or udp port {VXLAN_PORT}",
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    ready, _, _ = select.select([process.stderr], [], [], 10)
-    line = process.stderr.readline() if ready else b""
-    assert b"listening on" in line, line
-    return process
-
-
-def _dissect(pcap: Path) -> list[dict[str, Any]]:
-    # 4341 and 4789 are tshark's default ports for these dissectors; say so
-    # anyway, so a source port that happens to be another's cannot win.
-    done = subprocess.run(
-        ["tshark", "-r", str(pcap), "-T", "json", "--no-duplicate-keys",
-         "-d", f"udp.port=={LISP_DATA_PORT},lisp-data", "-d", f"udp.port=={VXLAN_PORT},vxlan"],
-        capture_output=True, text=True, check=True, timeout=60,
-    )
-    return [frame["_source"]["layers"] for frame in json.loads(done.stdout)]
 
 
 def _icmp_echo(layers: dict[str, Any]) -> tuple[str, str, str, str] | None:
@@ -162,20 +99,23 @@ def test_lisp_and_vxlan_headers_as_tshark_reads_them(tmp_path: Path) -> None:
     pcap = tmp_path / "underlay.pcap"
     with lab() as topology:
         names = _build(topology, tmp_path)
-        macs = {_mac(topology, names[f"g{role}"], "vxl100") for role in SITES}
-        capture = _capture(topology, names["ga"], pcap)
+        macs = {link(topology, names[f"g{role}"], "vxl100")["address"] for role in SITES}
+        capture = traffic.Capture(topology, names["ga"], "eth0",
+                                  f"udp port {LISP_DATA_PORT} or udp port {VXLAN_PORT}",
+                                  pcap=pcap, count=CAPTURE_LIMIT, snaplen=0)
         try:
-            over_lisp = _ping(topology, names["ha"], SITES["b"][3])
-            over_vxlan = _ping(topology, names["ga"], SITES["b"][4])
-            time.sleep(0.3)  # the last reply on its way into the file
+            over_lisp = traffic.ping_output(topology, names["ha"], SITES["b"][3], count=PINGS)
+            over_vxlan = traffic.ping_output(topology, names["ga"], SITES["b"][4], count=PINGS)
         finally:
-            capture.terminate()
-            capture.wait(timeout=10)
+            capture.stop()  # after a moment for the last reply to reach the file
     assert " 0 received" not in over_lisp, over_lisp
     assert " 0 received" not in over_vxlan, over_vxlan
 
     raw = [bytes(frame[UDP].payload) for frame in rdpcap(str(pcap))]
-    frames = _dissect(pcap)
+    # 4341 and 4789 are tshark's default ports for these dissectors; say so
+    # anyway, so a source port that happens to be another's cannot win.
+    frames = dissect(pcap, f"udp.port=={LISP_DATA_PORT},lisp-data",
+                     f"udp.port=={VXLAN_PORT},vxlan")
     assert len(frames) == len(raw) > 0
     kinds: Counter[str] = Counter()
     lisp_echoes, vxlan_echoes = [], []

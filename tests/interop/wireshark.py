@@ -40,9 +40,12 @@ def write_pcap(path: Path, datagrams: list[tuple[int, bytes]]) -> None:
     wrpcap(str(path), frames)
 
 
-def dissect(path: Path) -> list[Json]:
+def dissect(path: Path, *decode_as: str) -> list[Json]:
+    """The layers of each frame of a pcap, as tshark -T json has them;
+    decode_as: tshark -d rules ("udp.port==4341,lisp-data")."""
+    rules = [arg for rule in decode_as for arg in ("-d", rule)]
     result = subprocess.run(
-        ["tshark", "-r", str(path), "-T", "json", "--no-duplicate-keys"],
+        ["tshark", "-r", str(path), "-T", "json", "--no-duplicate-keys", *rules],
         capture_output=True, text=True, check=True, timeout=120,
     )
     return [frame["_source"]["layers"] for frame in json.loads(result.stdout)]

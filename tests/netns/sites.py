@@ -12,42 +12,25 @@ Addresses (DESIGN.md, "Network rules"):
   .2 / ::2), site b 192.0.2.64/26 and 2001:db8:0:b::/64 (xTR .65 / ::1,
   host .66 / ::2).
 
-Run as `python -m tests.netns.sites COMMAND ...` inside a namespace this
-module is also the traffic helper (see `_child_main` at the bottom): a TCP
-sink and source for bulk transfers with a content check, a banner server
-and client, a UDP blaster and an MTU probe. Every one of them is bounded in
-bytes or packets and in time.
+The config builders (Mapping, Instance, Segment, xtr_config) serve the
+interop tests' lispd nodes too; the traffic between the sites is
+tests/traffic.py's.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import hashlib
 import json
-import os
-import random
-import select
-import socket
-import struct
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from lispd.lab import Lab, Lispd
 
-ROOT = Path(__file__).resolve().parents[2]
 Shape = Literal["own", "gateway"]
 EID_SPACE = ("192.0.2.0/24", "2001:db8::/48")
 UNDERLAY = "ul0"
 LAN = "lan0"
-TRANSFER_BYTES = 20 * 1024 * 1024
-CHILD_TIMEOUT = 60.0
-LINE_TIMEOUT = 15.0
 
 # Drop reasons that traffic between two correctly configured xTRs never
 # causes (drop_miss is left out: IPv6 multicast/link-local noise the kernel
@@ -75,6 +58,10 @@ class Xtr:
     rloc4: str
     rloc6: str
 
+    @property
+    def rlocs(self) -> tuple[str, str]:
+        return self.rloc4, self.rloc6
+
     def rloc(self, version: int) -> str:
         return self.rloc6 if version == 6 else self.rloc4
 
@@ -100,6 +87,8 @@ class Mapping:
     instance_id: int = 0
     assign: bool = False
     interface: str | None = None
+    priority: int | None = None
+    weight: int | None = None
 
     def toml(self, table: str) -> str:
         lines = [f"[[xtr.{table}]]", f'eid-prefix = "{self.prefix}"']
@@ -109,7 +98,12 @@ class Mapping:
             lines.append("assign = true")
         if self.interface is not None:
             lines.append(f'interface = "{self.interface}"')
-        lines.append(f'rlocs = [{{ address = "{self.rloc}" }}]')
+        rloc = f'address = "{self.rloc}"'
+        if self.priority is not None:
+            rloc += f", priority = {self.priority}"
+        if self.weight is not None:
+            rloc += f", weight = {self.weight}"
+        lines.append(f"rlocs = [{{ {rloc} }}]")
         return "\n".join(lines) + "\n"
 
 
@@ -134,12 +128,39 @@ class Instance:
         )
 
 
+@dataclass(frozen=True)
+class Segment:
+    """A [[vxlan]] segment of a generated config; static: (MAC, VTEP) pairs."""
+
+    device: str
+    vni: int
+    local: str
+    flood: tuple[str, ...] = ()
+    learning: bool | None = None
+    static: tuple[tuple[str, str], ...] = ()
+
+    def toml(self) -> str:
+        text = f'[[vxlan]]\ndevice = "{self.device}"\nvni = {self.vni}\nlocal = "{self.local}"\n'
+        if self.flood:
+            text += f"flood = {_strings(self.flood)}\n"
+        if self.learning is not None:
+            text += f"learning = {str(self.learning).lower()}\n"
+        if self.static:
+            entries = (f'{{ mac = "{mac}", vtep = "{vtep}" }}' for mac, vtep in self.static)
+            text += f"static = [{', '.join(entries)}]\n"
+        return text
+
+
 def _strings(values: Sequence[str]) -> str:
     return "[" + ", ".join(f'"{value}"' for value in values) + "]"
 
 
+def underlay_section(rlocs: Sequence[str]) -> str:
+    return f"[underlay]\nrlocs = {_strings(rlocs)}\n\n"
+
+
 def xtr_config(
-    xtr: Xtr,
+    rlocs: Sequence[str],
     *,
     database: Sequence[Mapping],
     static: Sequence[Mapping],
@@ -148,11 +169,9 @@ def xtr_config(
     tun_mtu: int | None = None,
     extra: str = "",
 ) -> str:
-    """The config text (without [daemon]: the lab adds it) of one xTR."""
-    text = (
-        f"[underlay]\nrlocs = {_strings([xtr.rloc4, xtr.rloc6])}\n\n"
-        f'[xtr]\ntun = "lisp0"\neid-space = {_strings(eid_space)}\n'
-    )
+    """The config text (without [daemon]: the lab adds it) of an xTR with
+    these RLOCs; extra: more of it (a Segment's, say)."""
+    text = underlay_section(rlocs) + f'[xtr]\ntun = "lisp0"\neid-space = {_strings(eid_space)}\n'
     if tun_mtu is not None:
         text += f"tun-mtu = {tun_mtu}\n"
     text += "\n"
@@ -255,7 +274,7 @@ def two_sites(topology: Lab, workdir: Path, shape: Shape, outer: int, *,
     for name, peer in (("a", "b"), ("b", "a")):
         xtr = xtrs_by_name[name]
         database, static = site_mappings(shape, xtr, name, xtrs_by_name[peer], peer, outer=outer)
-        config = xtr_config(xtr, database=database, static=static, tun_mtu=tun_mtu,
+        config = xtr_config(xtr.rlocs, database=database, static=static, tun_mtu=tun_mtu,
                             extra=(extra or {}).get(name, ""))
         daemon = topology.lispd(xtr.namespace, config, workdir, f"xtr-{name}")
         sites.append(Site(name, xtr, daemon, endpoints[name]))
@@ -270,6 +289,12 @@ def links(topology: Lab, namespace: str) -> set[str]:
     return {link["ifname"] for link in json.loads(shown)}
 
 
+def link(topology: Lab, namespace: str, device: str) -> dict[str, Any]:
+    """What `ip -j link show` says of one device (address, mtu, ...)."""
+    (shown,) = json.loads(topology.ns(namespace, "ip", "-j", "link", "show", device).stdout)
+    return dict(shown)
+
+
 def stop_cleanly(topology: Lab, site: Site, devices: Sequence[str] = ("lisp0",)) -> None:
     """SIGTERM: exit status 0, and the devices lispd made are gone."""
     status = site.daemon.stop()
@@ -280,321 +305,3 @@ def stop_cleanly(topology: Lab, site: Site, devices: Sequence[str] = ("lisp0",))
 
 def growth(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {name: after[name] - before.get(name, 0) for name in after}
-
-
-def ping(topology: Lab, namespace: str, address: str, count: int = 3) -> str:
-    """A bounded ping that must be answered; its output."""
-    done = topology.ns(namespace, "ping", "-c", str(count), "-i", "0.2", "-W", "2", "-w", "10",
-                       address, check=False)
-    assert done.returncode == 0, f"ping {address} from {namespace}:\n{done.stdout}{done.stderr}"
-    return done.stdout
-
-
-# -- traffic helpers (children running this module in a namespace) ------------
-
-
-def child(topology: Lab, namespace: str, *args: str,
-          stdin: int | None = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
-    return topology.popen(namespace, sys.executable, "-m", "tests.netns.sites", *args,
-                          cwd=ROOT, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def read_line(process: subprocess.Popen[bytes], timeout: float = LINE_TIMEOUT) -> str:
-    """One line of a child's stdout, waiting at most timeout."""
-    assert process.stdout is not None
-    line = b""
-    deadline = time.monotonic() + timeout
-    while not line.endswith(b"\n"):
-        ready, _, _ = select.select([process.stdout], [], [], max(deadline - time.monotonic(), 0))
-        chunk = os.read(process.stdout.fileno(), 1) if ready else b""
-        if not chunk:
-            process.kill()
-            _, stderr = process.communicate(timeout=5)
-            raise AssertionError(f"child said {line!r}, then nothing: {stderr.decode()}")
-        line += chunk
-    return line.decode().strip()
-
-
-def finish(process: subprocess.Popen[bytes], timeout: float = CHILD_TIMEOUT) -> str:
-    """Wait for a child: the rest of its stdout; it must exit 0."""
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        stdout, stderr = process.communicate()
-    assert process.returncode == 0, f"child exited {process.returncode}: {stderr.decode()}"
-    return stdout.decode()
-
-
-def payload(size: int, seed: int) -> bytes:
-    """The deterministic pseudo-random bytes of a transfer."""
-    return random.Random(seed).randbytes(size)
-
-
-@dataclass
-class Transfer:
-    """A TCP transfer from one namespace to another, the content checked."""
-
-    size: int
-    seed: int
-    sink: subprocess.Popen[bytes]
-    source: subprocess.Popen[bytes] | None = None
-    expected: tuple[int, str] = field(default=(0, ""))
-
-    def received(self) -> tuple[int, str]:
-        """(bytes, sha256) the sink got; waits for both ends."""
-        assert self.source is not None
-        finish(self.source)
-        answer = json.loads(finish(self.sink).strip().splitlines()[-1])
-        return answer["bytes"], answer["sha256"]
-
-
-def start_transfer(topology: Lab, sender: Endpoint, receiver: Endpoint, version: int, *,
-                   size: int = TRANSFER_BYTES, seed: int = 1, port: int = 5001) -> Transfer:
-    """Start the sink and the source; returns once the sink has accepted."""
-    address = receiver.address(version)
-    sink = child(topology, receiver.namespace, "sink", address, str(port))
-    transfer = Transfer(size, seed, sink)
-    assert read_line(sink) == "listening"
-    transfer.source = child(topology, sender.namespace, "source", address, str(port), str(size),
-                            str(seed))
-    data = payload(size, seed)
-    transfer.expected = (len(data), hashlib.sha256(data).hexdigest())
-    assert read_line(sink) == "accepted"
-    return transfer
-
-
-def transfer(topology: Lab, sender: Endpoint, receiver: Endpoint, version: int,
-             **kwargs: Any) -> None:
-    """A whole transfer: what arrives is what was sent."""
-    started = start_transfer(topology, sender, receiver, version, **kwargs)
-    assert started.received() == started.expected
-
-
-# -- pcap (tcpdump -w -) --------------------------------------------------------
-
-LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6 = 1, 101, 228, 229
-LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2 = 113, 276
-
-
-def pcap_packets(data: bytes) -> list[bytes]:
-    """The network-layer packets of a classic pcap file."""
-    if len(data) < 24:
-        return []
-    magic = data[:4]
-    order = "<" if magic in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    (linktype,) = struct.unpack_from(order + "I", data, 20)
-    skip = {LINKTYPE_ETHERNET: 14, LINKTYPE_RAW: 0, LINKTYPE_IPV4: 0, LINKTYPE_IPV6: 0,
-            LINKTYPE_LINUX_SLL: 16, LINKTYPE_LINUX_SLL2: 20}[linktype]
-    packets, offset = [], 24
-    while offset + 16 <= len(data):
-        _, _, captured, _ = struct.unpack_from(order + "IIII", data, offset)
-        frame = data[offset + 16 : offset + 16 + captured]
-        offset += 16 + captured
-        if linktype == LINKTYPE_ETHERNET and frame[12:14] == b"\x81\x00":
-            frame = frame[4:]
-        packets.append(frame[skip:])
-    return packets
-
-
-class Capture:
-    """tcpdump writing a pcap to a pipe; bounded in packets and time."""
-
-    def __init__(self, topology: Lab, namespace: str, device: str, expression: str, *,
-                 count: int = 5000, snaplen: int = 2048) -> None:
-        # Immediate mode: each packet reaches the pipe at once, none is left
-        # in a half-full kernel block when tcpdump is stopped.
-        self.process = topology.popen(
-            namespace, "timeout", "60", "tcpdump", "-i", device, "-n", "-U", "--immediate-mode",
-            "-w", "-", "-s", str(snaplen), "-c", str(count), expression,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
-        assert self.process.stderr is not None
-        deadline = time.monotonic() + LINE_TIMEOUT
-        said = b""
-        while b"listening on" not in said and time.monotonic() < deadline:
-            ready, _, _ = select.select([self.process.stderr], [], [], 0.5)
-            if ready:
-                chunk = os.read(self.process.stderr.fileno(), 4096)
-                if not chunk:
-                    break
-                said += chunk
-        assert b"listening on" in said, f"tcpdump did not start: {said.decode()}"
-
-    def packets(self, settle: float = 0.3) -> list[bytes]:
-        """Stop the capture: the packets seen."""
-        time.sleep(settle)  # let the last packets reach the pipe
-        with contextlib.suppress(ProcessLookupError):
-            self.process.terminate()
-        stdout, _ = self.process.communicate(timeout=15)
-        return pcap_packets(stdout)
-
-
-# -- the children ----------------------------------------------------------------
-
-
-def _family(address: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in address else socket.AF_INET
-
-
-def _say(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
-def _listener(address: str, port: int) -> socket.socket:
-    server = socket.socket(_family(address), socket.SOCK_STREAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((address, port))
-    server.listen(8)
-    server.settimeout(CHILD_TIMEOUT / 2)
-    return server
-
-
-def _sink(address: str, port: str) -> None:
-    """Accept one connection, read to EOF: the byte count and sha256."""
-    server = _listener(address, int(port))
-    _say("listening")
-    connection, _ = server.accept()
-    _say("accepted")
-    connection.settimeout(CHILD_TIMEOUT / 2)
-    digest, count = hashlib.sha256(), 0
-    while chunk := connection.recv(1 << 16):
-        digest.update(chunk)
-        count += len(chunk)
-    connection.close()
-    _say(json.dumps({"bytes": count, "sha256": digest.hexdigest()}))
-
-
-def _source(address: str, port: str, size: str, seed: str) -> None:
-    data = payload(int(size), int(seed))
-    client = socket.create_connection((address, int(port)), timeout=CHILD_TIMEOUT / 2)
-    client.sendall(data)
-    client.shutdown(socket.SHUT_WR)
-    client.close()
-
-
-def _banner(address: str, port: str, text: str, count: str) -> None:
-    """Answer `count` connections with text, then exit."""
-    server = _listener(address, int(port))
-    _say("listening")
-    for _ in range(int(count)):
-        connection, _ = server.accept()
-        connection.sendall(text.encode())
-        connection.close()
-
-
-def _fetch(address: str, port: str) -> None:
-    """Connect, print what the server says (or the error)."""
-    try:
-        client = socket.create_connection((address, int(port)), timeout=3)
-        client.settimeout(3)
-        data = b""
-        while chunk := client.recv(4096):
-            data += chunk
-        _say(data.decode(errors="replace"))
-    except OSError as error:
-        _say(f"error: {error.strerror or error}")
-
-
-def _blast(path: str, burst: str, pause: str, at_least: str, at_most: str) -> None:
-    """Send the datagrams of a JSON-lines file ({"to": [address, port],
-    "hex": payload}) in order, over and over, in bursts with a pause between
-    them: at least `at_least` datagrams, then until a line (or EOF) arrives
-    on stdin, at most `at_most`. Says "started" after the first burst and
-    the count sent at the end."""
-    records = []
-    with open(path) as lines:
-        for line in lines:
-            record = json.loads(line)
-            records.append((bytes.fromhex(record["hex"]), (record["to"][0], record["to"][1])))
-    sockets = {family: socket.socket(family, socket.SOCK_DGRAM)
-               for family in (socket.AF_INET, socket.AF_INET6)}
-    sent, stop = 0, False
-    deadline = time.monotonic() + CHILD_TIMEOUT / 2
-    while sent < int(at_most) and time.monotonic() < deadline:
-        data, to = records[sent % len(records)]
-        for attempt in range(50):
-            try:
-                sockets[_family(to[0])].sendto(data, to)
-                break
-            except OSError as error:
-                # ICMP errors of earlier sends, a full queue: try again.
-                if error.errno not in (errno.ECONNREFUSED, errno.ENOBUFS, errno.EAGAIN):
-                    raise
-                time.sleep(0.001 * (attempt + 1))
-        else:
-            raise RuntimeError(f"could not send datagram {sent}")
-        sent += 1
-        if sent % int(burst) == 0:
-            if sent == int(burst):
-                _say("started")
-            time.sleep(float(pause))
-            stop = stop or bool(select.select([sys.stdin], [], [], 0)[0])
-            if stop and sent >= int(at_least):
-                break
-    _say(json.dumps({"sent": sent}))
-
-
-# Linux values the socket module does not name.
-IP_MTU_DISCOVER, IP_PMTUDISC_PROBE, IP_RECVERR = 10, 3, 11
-IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE, IPV6_RECVERR = 23, 3, 25
-SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6 = 2, 3
-
-
-def _probe(address: str, size: str, tries: str) -> None:
-    """Send UDP datagrams of `size` octets of IP packet with DF set (IPv4) /
-    no fragmentation (IPv6) to address port 9, and report the first ICMP
-    error the kernel queues for the socket (what a sender learns)."""
-    family = _family(address)
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    sock.setblocking(False)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE)
-        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
-        data = bytes(int(size) - 40 - 8)
-    else:
-        sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE)
-        sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
-        data = bytes(int(size) - 20 - 8)
-    answer: dict[str, Any] = {"error": None}
-    for _ in range(int(tries)):
-        with contextlib.suppress(OSError):
-            sock.sendto(data, (address, 9))
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            try:
-                _, ancillary, _, _ = sock.recvmsg(2048, 512, socket.MSG_ERRQUEUE)
-            except BlockingIOError:
-                time.sleep(0.02)
-                continue
-            for _level, _type, cdata in ancillary:
-                ee_errno, origin, kind, code, _pad, info, _data = struct.unpack_from(
-                    "=IBBBBII", cdata
-                )
-                if origin in (SO_EE_ORIGIN_ICMP, SO_EE_ORIGIN_ICMP6):
-                    answer["error"] = {"errno": ee_errno, "type": kind, "code": code,
-                                       "mtu": info}
-            if answer["error"] is not None:
-                _say(json.dumps(answer))
-                return
-    _say(json.dumps(answer))
-
-
-COMMANDS: dict[str, Callable[..., None]] = {
-    "sink": _sink, "source": _source, "banner": _banner, "fetch": _fetch, "blast": _blast,
-    "probe": _probe,
-}
-
-
-@contextlib.contextmanager
-def _quiet_broken_pipe() -> Iterator[None]:
-    try:
-        yield
-    except BrokenPipeError:
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    with _quiet_broken_pipe():
-        COMMANDS[sys.argv[1]](*sys.argv[2:])

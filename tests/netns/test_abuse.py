@@ -31,18 +31,14 @@ import pytest
 from lispd.lab import Lab, lab
 from lispd.wire.data import LispDataHeader, VxlanHeader
 from lispd.wire.inet import inet_checksum
+from tests import traffic
 from tests.needs import require_netns
 from tests.netns import sites
 
 pytestmark = pytest.mark.netns
 
 VNI = 100
-VXLAN = f"""
-[[vxlan]]
-device = "vxl{VNI}"
-vni = {VNI}
-local = "198.18.0.2"
-"""
+VXLAN = sites.Segment(f"vxl{VNI}", VNI, "198.18.0.2").toml()
 ATTACKER = {4: ("198.19.0.1", "198.19.0.2"), 6: ("2001:db8:ff01::1", "2001:db8:ff01::2")}
 LOCAL_EIDS = ("192.0.2.20", "2001:db8::20")  # site b's own EIDs
 BIG = 8900  # datagram size under the attacker link's MTU of 9000
@@ -208,7 +204,7 @@ def _attacker(topology: Lab, b: sites.Xtr) -> str:
     # Neighbours resolved beforehand: datagrams queued for an unresolved
     # neighbour are dropped once the queue is full.
     for version in (4, 6):
-        sites.ping(topology, attacker, b.rloc(version), count=1)
+        traffic.ping(topology, attacker, b.rloc(version), count=1)
     return attacker
 
 
@@ -241,16 +237,17 @@ def test_garbage_on_the_underlay_while_a_transfer_runs(topology: Lab, tmp_path: 
 
     # The attack starts before the transfer and goes on (in rounds over the
     # datagrams) until the transfer is over: at least one whole round.
-    blast = sites.child(topology, attacker, "blast", str(plan), str(BURST), str(PAUSE),
-                        str(len(datagrams)), str(MAX_ROUNDS * len(datagrams)),
-                        stdin=subprocess.PIPE)
-    assert sites.read_line(blast) == "started"
-    transfer = sites.start_transfer(topology, a.endpoint, b.endpoint, 4, seed=99)
+    blast = traffic.child(topology, attacker, "blast", str(plan), str(BURST), str(PAUSE),
+                          str(len(datagrams)), str(MAX_ROUNDS * len(datagrams)),
+                          stdin=subprocess.PIPE)
+    assert traffic.read_line(blast) == "started"
+    transfer = traffic.start_transfer(topology, a.endpoint.namespace, b.endpoint.namespace,
+                                      b.endpoint.address4, seed=99)
     received = transfer.received()
     assert blast.stdin is not None
     blast.stdin.write(b"stop\n")
     blast.stdin.flush()
-    sent = json.loads(sites.finish(blast))["sent"]
+    sent = json.loads(traffic.finish(blast))["sent"]
     assert received == transfer.expected
     datagrams = [datagrams[number % len(datagrams)] for number in range(sent)]
 
@@ -265,7 +262,7 @@ def test_garbage_on_the_underlay_while_a_transfer_runs(topology: Lab, tmp_path: 
         time.sleep(0.05)
     errors = _udp_errors(topology, b.xtr.namespace)
     assert grew["vxlan_rx_packets"] == sum(1 for d in datagrams if d.valid)
-    assert grew["etr_bytes"] >= sites.TRANSFER_BYTES
+    assert grew["etr_bytes"] >= traffic.TRANSFER_BYTES
     sites.stop_cleanly(topology, b, devices=("lisp0", f"vxl{VNI}"))
     sites.stop_cleanly(topology, a)
 

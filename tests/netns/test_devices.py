@@ -31,6 +31,7 @@ from lispd.dataplane import tuntap
 from lispd.lab import Lab, lab
 from lispd.netlink import Family, Netlink, NetlinkError
 from tests.needs import require_netns
+from tests.traffic import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -38,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TUN, TAP = "lisp0", "lisptap0"
 TABLE = 107
 ANSWER_TIMEOUT = 10.0
+GONE = 2.0  # seconds a dead process's devices may take to go
 
 
 # The configuration the child applies: (device, address) and
@@ -101,6 +103,15 @@ class Child:
         return self.process.returncode
 
 
+def ask_once(topology: Lab, namespace: str, command: str) -> Any:
+    """One command to a child of its own, which must then exit 0: the answer."""
+    child = Child(topology, namespace)
+    answer = child.ask(command)
+    child.ask("exit")
+    assert child.finish() == 0
+    return answer
+
+
 def ip(topology: Lab, namespace: str, *args: str) -> Any:
     shown = topology.ns(namespace, "ip", "-j", *args, check=False)
     if shown.returncode != 0:
@@ -151,15 +162,6 @@ def forwarding(topology: Lab, namespace: str) -> tuple[str, str]:
     return shown, shown6.strip()
 
 
-def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_devices_addresses_routes_rules_then_undo_then_gone(topology: Lab) -> None:
     namespace = topology.add("dev")
     child = Child(topology, namespace)
@@ -204,7 +206,7 @@ def test_devices_addresses_routes_rules_then_undo_then_gone(topology: Lab) -> No
     # Not persistent: the devices go with the process that opened them.
     child.ask("exit")
     assert child.finish() == 0
-    assert eventually(lambda: set(links(topology, namespace)) == {"lo"})
+    assert wait_for(lambda: set(links(topology, namespace)) == {"lo"}, GONE, step=0.05)
 
 
 def test_kill_9_leaves_no_device(topology: Lab) -> None:
@@ -214,15 +216,11 @@ def test_kill_9_leaves_no_device(topology: Lab) -> None:
     assert {TUN, TAP} <= set(links(topology, namespace))
     child.process.send_signal(signal.SIGKILL)
     child.process.communicate(timeout=ANSWER_TIMEOUT)
-    assert eventually(lambda: set(links(topology, namespace)) == {"lo"})
+    assert wait_for(lambda: set(links(topology, namespace)) == {"lo"}, GONE, step=0.05)
 
 
 def test_device_errors_name_the_device(topology: Lab) -> None:
-    namespace = topology.add("err")
-    child = Child(topology, namespace)
-    errors = child.ask("errors")
-    child.ask("exit")
-    assert child.finish() == 0
+    errors = ask_once(topology, topology.add("err"), "errors")
     assert errors["twice"]["errno"] == errno.EBUSY
     assert TUN in errors["twice"]["message"]
     assert errors["tap-on-tun-name"]["errno"] == errno.EBUSY
@@ -233,10 +231,7 @@ def test_device_errors_name_the_device(topology: Lab) -> None:
 
 def test_undo_after_the_tun_went_away(topology: Lab) -> None:
     namespace = topology.add("gone")
-    child = Child(topology, namespace)
-    answer = child.ask("gone")
-    child.ask("exit")
-    assert child.finish() == 0
+    answer = ask_once(topology, namespace, "gone")
     # The routes and address went with the TUN; the rule (which outlives
     # its iif) was still removed, and undo did not complain.
     assert answer["before"] == 3 and answer["after"] == []

@@ -21,6 +21,7 @@ import pytest
 
 from lispd.lab import Lab, lab
 from lispd.wire.data import LispDataHeader
+from tests import traffic
 from tests.needs import require_netns, require_program
 from tests.netns import sites
 
@@ -52,7 +53,7 @@ def _config(xtr: sites.Xtr, site: str, peer: sites.Xtr, peer_site: str) -> str:
                 for iid in TENANTS.values()]
     static = [sites.Mapping(remote, peer.rloc4, instance_id=iid) for iid in TENANTS.values()]
     instance = sites.Instance(7, "lisp7", 107, ("192.0.2.0/24",), (LANS[7],))
-    return sites.xtr_config(xtr, database=database, static=static, instances=[instance],
+    return sites.xtr_config(xtr.rlocs, database=database, static=static, instances=[instance],
                             eid_space=["192.0.2.0/24"])
 
 
@@ -81,24 +82,24 @@ def test_tenants_with_the_same_prefixes_stay_apart(topology: Lab, tmp_path: Path
         "b": topology.lispd(b.namespace, _config(b, "b", a, "a"), tmp_path, "xtr-b"),
     }
     servers = {
-        tenant: sites.child(topology, hosts[(tenant, "b")].namespace, "banner",
-                            hosts[(tenant, "b")].address4, str(PORT), _banner(tenant, "b"),
-                            str(CONNECTIONS))
+        tenant: traffic.child(topology, hosts[(tenant, "b")].namespace, "banner",
+                              hosts[(tenant, "b")].address4, str(PORT), _banner(tenant, "b"),
+                              str(CONNECTIONS))
         for tenant in TENANTS
     }
     for server in servers.values():
-        assert sites.read_line(server) == "listening"
-    capture = sites.Capture(topology, a.namespace, sites.UNDERLAY, "udp port 4341")
+        assert traffic.read_line(server) == "listening"
+    capture = traffic.Capture(topology, a.namespace, sites.UNDERLAY, "udp port 4341")
 
     for tenant in TENANTS:
         client, peer = hosts[(tenant, "a")], hosts[(tenant, "b")]
-        sites.ping(topology, client.namespace, peer.address4)
+        traffic.ping(topology, client.namespace, peer.address4)
         for _ in range(CONNECTIONS):
-            fetched = sites.child(topology, client.namespace, "fetch", peer.address4,
-                                  str(PORT))
-            assert sites.finish(fetched).strip() == _banner(tenant, "b")
+            fetched = traffic.child(topology, client.namespace, "fetch", peer.address4,
+                                    str(PORT))
+            assert traffic.finish(fetched).strip() == _banner(tenant, "b")
     for server in servers.values():
-        sites.finish(server)
+        traffic.finish(server)
 
     # On the underlay: each banner travelled in its tenant's instance, and
     # every packet of either tenant was in one of the two instances.

@@ -23,6 +23,7 @@ import pytest
 
 from lispd.dataplane.plan import LISP_OVERHEAD
 from lispd.lab import Lab, lab
+from tests import traffic
 from tests.needs import require_netns, require_program
 from tests.netns import sites
 
@@ -49,7 +50,7 @@ def _config(xtr: sites.Xtr, peer: sites.Xtr, local: dict[int, str],
                 sites.Mapping(f"{local[6]}/128", xtr.rloc6, assign=True)]
     static = [sites.Mapping(f"{address}/{32 if inner == 4 else 128}", peer.rloc(outer))
               for (inner, outer), address in remote.items()]
-    return sites.xtr_config(xtr, database=database, static=static, tun_mtu=tun_mtu)
+    return sites.xtr_config(xtr.rlocs, database=database, static=static, tun_mtu=tun_mtu)
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +81,8 @@ def _expected_mtu(outer: int) -> int:
 
 
 def _probe(topology: Lab, namespace: str, address: str) -> dict[str, int] | None:
-    probe = sites.child(topology, namespace, "probe", address, str(PACKET), "3")
-    answer: dict[str, int] | None = json.loads(sites.finish(probe))["error"]
+    probe = traffic.child(topology, namespace, "probe", address, str(PACKET), "3")
+    answer: dict[str, int] | None = json.loads(traffic.finish(probe))["error"]
     return answer
 
 
@@ -106,10 +107,10 @@ def _too_big_answers(packets: list[bytes], inner: int) -> list[tuple[int, int, i
 def test_answer_written_to_the_tun(pair: tuple[Lab, sites.Site], inner: int, outer: int) -> None:
     topology, a = pair
     destination = REMOTE[(inner, outer)]
-    sites.ping(topology, a.endpoint.namespace, destination, count=1)  # the path works
+    traffic.ping(topology, a.endpoint.namespace, destination, count=1)  # the path works
     before = a.daemon.stats()
-    capture = sites.Capture(topology, a.xtr.namespace, "lisp0",
-                            "icmp" if inner == 4 else "icmp6")
+    capture = traffic.Capture(topology, a.xtr.namespace, "lisp0",
+                              "icmp" if inner == 4 else "icmp6")
     _probe(topology, a.endpoint.namespace, destination)
     answers = _too_big_answers(capture.packets(), inner)
     grew = sites.growth(before, a.daemon.stats())

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lispd.lab import Lab, lab
+from tests import traffic
 from tests.needs import require_netns, require_program
 from tests.netns import sites
 
@@ -39,8 +40,9 @@ def test_ping_and_transfer(topology: Lab, tmp_path: Path, shape: sites.Shape, in
     a, b = sites.two_sites(topology, tmp_path, shape, outer)
     before = {site.name: site.daemon.stats() for site in (a, b)}
 
-    sites.ping(topology, a.endpoint.namespace, b.endpoint.address(inner))
-    sites.transfer(topology, a.endpoint, b.endpoint, inner, seed=inner * 10 + outer)
+    traffic.ping(topology, a.endpoint.namespace, b.endpoint.address(inner))
+    traffic.transfer(topology, a.endpoint.namespace, b.endpoint.namespace,
+                     b.endpoint.address(inner), seed=inner * 10 + outer)
 
     for site in (a, b):
         grew = sites.growth(before[site.name], site.daemon.stats())
@@ -50,7 +52,7 @@ def test_ping_and_transfer(topology: Lab, tmp_path: Path, shape: sites.Shape, in
         dropped = {name: grew[name] for name in sites.NEVER_DROPPED if grew[name]}
         assert not dropped, (site.name, dropped)
     # The 20 MB went from a to b: at least that much was decapsulated at b.
-    assert sites.growth(before["b"], b.daemon.stats())["etr_bytes"] >= sites.TRANSFER_BYTES
+    assert sites.growth(before["b"], b.daemon.stats())["etr_bytes"] >= traffic.TRANSFER_BYTES
 
     for site in (a, b):
         sites.stop_cleanly(topology, site)
