@@ -85,6 +85,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
+from lispd.dataplane.entries import FibAction, FibEntry, FibLocator
 from lispd.dataplane.verdict import Verdict, VerdictKind
 from lispd.wire.data import LISP_DATA_PORT, VXLAN_PORT, LispDataHeader, VxlanHeader
 from lispd.wire.errors import DecodeError
@@ -148,44 +149,21 @@ def _drop(reason: Drop) -> Verdict:
 # Tables
 
 
-class Action(enum.IntEnum):
-    """LISPD_ACT_*: what a matching packet gets."""
-
-    ENCAP = 0
-    DROP = 1
-    NATIVE = 2
-    PUNT = 3
-    LOCAL = 4
-
-
-@dataclass(frozen=True)
-class Locator:
-    address: IpAddress
-    weight: int
-
-
-@dataclass(frozen=True)
-class Entry:
-    action: Action
-    locators: tuple[Locator, ...] = ()
-    lsbs: int = 0
-
-
 @dataclass
 class NaiveFib:
     """(instance-id, prefix) -> entry; lookups scan for the longest match."""
 
-    rows: list[tuple[int, IpNetwork, Entry]] = field(default_factory=list)
+    rows: list[tuple[int, IpNetwork, FibEntry]] = field(default_factory=list)
     used: set[tuple[int, IpNetwork]] = field(default_factory=set)
 
-    def set(self, instance_id: int, prefix: IpNetwork, entry: Entry) -> None:
+    def set(self, instance_id: int, prefix: IpNetwork, entry: FibEntry) -> None:
         self.rows = [row for row in self.rows if row[:2] != (instance_id, prefix)]
         self.rows.append((instance_id, prefix, entry))
 
-    def lookup(self, instance_id: int, address: IpAddress) -> Entry | None:
+    def lookup(self, instance_id: int, address: IpAddress) -> FibEntry | None:
         """The entry of the longest prefix covering address; a hit counts as
         use (lispd_fib_drain_used)."""
-        best: tuple[int, IpNetwork, Entry] | None = None
+        best: tuple[int, IpNetwork, FibEntry] | None = None
         for row in self.rows:
             iid, prefix, _ = row
             if iid != instance_id or prefix.version != address.version:
@@ -257,7 +235,7 @@ class NaiveFdb:
         return Learned.ADDED_OR_MOVED
 
 
-def pick_locator(locators: Sequence[Locator], hash_value: int) -> Locator:
+def pick_locator(locators: Sequence[FibLocator], hash_value: int) -> FibLocator:
     """The rule of struct lispd_locator: h % sum(weights) walked over the
     cumulative weights in order; h % n when every weight is 0."""
     total = sum(loc.weight for loc in locators)
@@ -480,11 +458,11 @@ class ReferenceDataplane:
             return _drop(Drop.NOT_OVERLAY)
         iid = self.tuns[tun]
         entry = self.mapcache.lookup(iid, inner.destination)
-        if entry is None or entry.action is Action.PUNT:
+        if entry is None or entry.action is FibAction.PUNT:
             return Verdict(VerdictKind.MISS, instance_id=iid, address=inner.destination)
-        if entry.action is Action.NATIVE:
+        if entry.action is FibAction.NATIVE:
             return _drop(Drop.NATIVE_FORWARD)
-        if entry.action is not Action.ENCAP or not entry.locators:
+        if entry.action is not FibAction.ENCAP or not entry.locators:
             return _drop(Drop.NEGATIVE)
 
         hash_value = flow_hash(inner.packet)
@@ -499,7 +477,7 @@ class ReferenceDataplane:
 
         local = self.database.lookup(iid, inner.source)
         lsbs: int | None = None
-        if local is not None and local.action is Action.LOCAL:
+        if local is not None and local.action is FibAction.LOCAL:
             lsbs = local.lsbs & 0xFF if iid else local.lsbs
         lisp = LispDataHeader(
             nonce=nonce & 0xFFFFFF,
@@ -544,7 +522,7 @@ class ReferenceDataplane:
         if isinstance(inner, Drop):
             return _drop(inner)
         local = self.database.lookup(iid, inner.destination)
-        if local is None or local.action is not Action.LOCAL:
+        if local is None or local.action is not FibAction.LOCAL:
             return _drop(Drop.NOT_LOCAL_EID)
         ecn = decapsulated_ecn(inner.tos & ECN_MASK, outer_tos & ECN_MASK)
         if ecn is None:
@@ -607,13 +585,13 @@ class ReferenceDataplane:
 
 
 __all__ = [
-    "Action",
     "Drop",
-    "Entry",
     "FdbRecord",
+    "FibAction",
+    "FibEntry",
+    "FibLocator",
     "InnerPacket",
     "Learned",
-    "Locator",
     "NaiveFdb",
     "NaiveFib",
     "ReferenceDataplane",

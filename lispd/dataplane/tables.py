@@ -10,17 +10,36 @@ object, so keep the wrapper alive as long as anything uses the handle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from enum import IntEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
+from lispd.dataplane.entries import (
+    FdbEntry,
+    FibAction,
+    FibEntry,
+    FibKey,
+    FibLocator,
+    IPAddress,
+    IPNetwork,
+    Learned,
+)
 from lispd.ffi import buffer_in as _in
 from lispd.ffi import ffi as _ffi
 from lispd.ffi import lib as _lib
 
-IPAddress = IPv4Address | IPv6Address
-IPNetwork = IPv4Network | IPv6Network
+__all__ = [
+    "Fdb",
+    "FdbEntry",
+    "Fib",
+    "FibAction",
+    "FibEntry",
+    "FibKey",
+    "FibLocator",
+    "InvalidEntryError",
+    "Learned",
+    "TableError",
+    "TableFull",
+]
 
 MAX_LOCATORS = 8
 _U24 = 0xFFFFFF
@@ -41,54 +60,6 @@ class InvalidEntryError(TableError, ValueError):
 
 class TableFull(TableError):  # noqa: N818 - reads as a state, like queue.Full
     """The table holds its limit of entries (the C -2)."""
-
-
-class FibAction(IntEnum):
-    """What the fast path does with a matching packet (LISPD_ACT_*)."""
-
-    ENCAP = 0
-    DROP = 1
-    NATIVE = 2
-    PUNT = 3
-    LOCAL = 4
-
-
-class Learned(IntEnum):
-    """What lispd_fdb_learn did."""
-
-    REFRESHED = 0       # known behind that VTEP: last seen updated
-    ADDED_OR_MOVED = 1  # new, or now behind another VTEP
-    STATIC = 2          # a static entry holds the MAC: nothing changed
-
-
-@dataclass(frozen=True)
-class FibLocator:
-    """An RLOC and its weight among the locators of an entry."""
-
-    address: IPAddress
-    weight: int
-
-
-@dataclass(frozen=True)
-class FibEntry:
-    action: FibAction
-    locators: tuple[FibLocator, ...] = ()
-    lsbs: int = 0
-
-
-@dataclass(frozen=True)
-class FibKey:
-    instance_id: int
-    prefix: IPNetwork
-
-
-@dataclass(frozen=True)
-class FdbEntry:
-    vni: int
-    mac: bytes
-    vtep: IPAddress
-    static: bool
-    last_seen_ms: int
 
 
 def _family(address: IPAddress | IPNetwork) -> int:

@@ -49,7 +49,7 @@ SPECIAL6 = tuple(IPv6Address(a) for a in ("::", "::1", "ff02::1"))
 # Underlay MTUs: common ones, loopback's (over 65535), ones at or below an
 # encapsulation's overhead (36 or 56: nothing fits), and any in between.
 MTUS = (576, 1280, 1500, 9000, 65535, 65536, 36, 56, 57)
-ACTIONS = (ref.Action.ENCAP,) * 5 + (ref.Action.DROP, ref.Action.NATIVE, ref.Action.PUNT)
+ACTIONS = (FibAction.ENCAP,) * 5 + (FibAction.DROP, FibAction.NATIVE, FibAction.PUNT)
 
 UNICAST_MACS = tuple(bytes([2, 0, 0, 0, 0, i]) for i in range(1, 6))
 GROUP_MACS = tuple(
@@ -111,14 +111,14 @@ weights = st.one_of(st.just(0), st.integers(0, 255), s.u32)
 
 
 @st.composite
-def mapcache_entries(draw: st.DrawFn) -> ref.Entry:
+def mapcache_entries(draw: st.DrawFn) -> FibEntry:
     action = draw(st.sampled_from(ACTIONS))
-    if action is not ref.Action.ENCAP:
-        return ref.Entry(action)
-    locators = draw(st.lists(st.builds(ref.Locator, rlocs, weights), min_size=1, max_size=8))
+    if action is not FibAction.ENCAP:
+        return FibEntry(action)
+    locators = draw(st.lists(st.builds(FibLocator, rlocs, weights), min_size=1, max_size=8))
     if draw(st.integers(0, 4)) == 0:  # the h % n rule
-        locators = [ref.Locator(loc.address, 0) for loc in locators]
-    return ref.Entry(action, tuple(locators))
+        locators = [FibLocator(loc.address, 0) for loc in locators]
+    return FibEntry(action, tuple(locators))
 
 
 # --------------------------------------------------------------------------
@@ -131,8 +131,8 @@ class LispState:
     rloc6: IPv6Address | None
     mtu: int
     tuns: tuple[int, ...]  # instance-id by TUN index
-    mapcache: tuple[tuple[int, IpNetwork, ref.Entry], ...]
-    database: tuple[tuple[int, IpNetwork, ref.Entry], ...]
+    mapcache: tuple[tuple[int, IpNetwork, FibEntry], ...]
+    database: tuple[tuple[int, IpNetwork, FibEntry], ...]
 
     def networks(self, table: str, instance_id: int | None = None) -> list[IpNetwork]:
         """The prefixes of a table, of one instance-id when given."""
@@ -146,8 +146,8 @@ def lisp_states(draw: st.DrawFn) -> LispState:
     iids = st.sampled_from(tuns * 3 + INSTANCES)  # mostly instances with a TUN
     mapcache = draw(st.lists(st.tuples(iids, networks(), mapcache_entries()), max_size=8))
     local = st.builds(
-        ref.Entry,
-        st.sampled_from((ref.Action.LOCAL,) * 4 + (ref.Action.DROP,)),
+        FibEntry,
+        st.sampled_from((FibAction.LOCAL,) * 4 + (FibAction.DROP,)),
         st.just(()),
         s.u32,
     )
@@ -162,7 +162,7 @@ def lisp_states(draw: st.DrawFn) -> LispState:
     )
 
 
-def fib_entry(entry: ref.Entry) -> FibEntry:
+def fib_entry(entry: FibEntry) -> FibEntry:
     return FibEntry(
         FibAction(int(entry.action)),
         tuple(FibLocator(loc.address, loc.weight) for loc in entry.locators),
@@ -405,8 +405,8 @@ def test_itr_mtu_boundary(mtu: int, outer: int, inner: int, delta: int) -> None:
     total = min(largest_outer - overhead + delta, 65535 if inner == 4 else 65575)
     state = LispState(
         RLOC4[1], RLOC6[1], mtu, (0,),
-        ((0, ip_network((dst, 0), strict=False), ref.Entry(ref.Action.ENCAP,
-                                                          (ref.Locator(rloc, 1),))),),
+        ((0, ip_network((dst, 0), strict=False), FibEntry(FibAction.ENCAP,
+                                                          (FibLocator(rloc, 1),))),),
         (),
     )
     twins = build_lisp(state)
@@ -438,7 +438,7 @@ def lisp_payloads(draw: st.DrawFn, state: LispState) -> bytes:
         if iid or draw(st.booleans()):
             flags |= 0x08
         second = (iid << 8) | draw(u8) if flags & 0x08 else draw(s.u32)
-        local = [n for i, n, e in state.database if i == iid and e.action is ref.Action.LOCAL]
+        local = [n for i, n, e in state.database if i == iid and e.action is FibAction.LOCAL]
         inner = draw(ip_packets(1500, local, (), clean=draw(st.integers(0, 3)) > 0))
         return Blob(struct.pack("!II", (flags << 24) | draw(s.u24), second) + inner)
     flags = 0
@@ -507,7 +507,7 @@ def test_etr_ecn_rfc6040(inner: int, outer: int, version: int) -> None:
     assert ref.decapsulated_ecn(inner, outer) == expected
     dst: IpAddress = IPv4Address("10.1.0.2") if version == 4 else IPv6Address("2001:db8::2")
     state = LispState(None, None, 1500, (0,), (),
-                      ((0, ip_network((dst, 0), strict=False), ref.Entry(ref.Action.LOCAL)),))
+                      ((0, ip_network((dst, 0), strict=False), FibEntry(FibAction.LOCAL)),))
     twins = build_lisp(state)
     tos = 0xB8 | inner  # DSCP EF, which the ETR leaves alone
     if isinstance(dst, IPv4Address):
@@ -707,7 +707,7 @@ def test_vxlan_encap_length_boundary(version: int, delta: int) -> None:
 
 @given(st.lists(st.integers(0, 255), min_size=1, max_size=8), s.u32)
 def test_pick_locator_is_choose_locator(weights: list[int], hash_value: int) -> None:
-    locators = tuple(ref.Locator(IPv4Address(0xC6336400 + i), w) for i, w in enumerate(weights))
+    locators = tuple(FibLocator(IPv4Address(0xC6336400 + i), w) for i, w in enumerate(weights))
     picked = ref.pick_locator(locators, hash_value)
     entry = MapEntry(
         EidPrefix.of(0, IPv4Address("10.1.0.0"), 16),
