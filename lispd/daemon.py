@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 
 from lispd import ctl
-from lispd.config.model import Config, StaticMapping
+from lispd.config.model import Config, IPAddress, StaticMapping
 from lispd.dataplane import plan as host_plan
 from lispd.dataplane import sockets, sync, tuntap
 from lispd.dataplane.engine import Engine
@@ -137,7 +137,7 @@ class Daemon:
             for rloc in config.underlay.rlocs:
                 sock = self._keep(sockets.udp_receiver(rloc, LISP_DATA_PORT))
                 engine.watch_lisp(sock.fileno(), f"lisp {rloc}")
-        vteps: set[Any] = set()
+        vteps: set[IPAddress] = set()
         for segment in config.vxlan:
             tap = by_name[segment.device]
             index = self.fastpath.add_segment(tap.fd, segment.vni, segment.local,
