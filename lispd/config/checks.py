@@ -7,7 +7,13 @@ others against it would only add noise.
 
 from __future__ import annotations
 
-from lispd.config.model import IPAddress, UnderlayConfig, VxlanConfig, XtrConfig
+from lispd.config.model import (
+    IPAddress,
+    MapServerConfig,
+    UnderlayConfig,
+    VxlanConfig,
+    XtrConfig,
+)
 from lispd.config.reader import Node, duplicates
 
 
@@ -68,3 +74,28 @@ def device_names(root: Node, xtr: XtrConfig | None,
         elif name in lans:
             at.report(f"{name} is a LAN interface ({lans[name]}); lispd creates this device")
         first.setdefault(name, at.path)
+
+
+def listen_addresses(root: Node, underlay: UnderlayConfig, server: MapServerConfig) -> None:
+    """A map-server answers on addresses this node has."""
+    listed = ", ".join(str(rloc) for rloc in underlay.rlocs)
+    for index, listen in enumerate(server.listen):
+        if listen not in underlay.rlocs:
+            root.key("map-server").key("listen").item(index).report(
+                f"{listen} is not one of this node's underlay.rlocs ({listed})"
+            )
+
+
+def control_peers(root: Node, underlay: UnderlayConfig, xtr: XtrConfig) -> None:
+    """Map-servers, map-resolvers and proxy-ETRs must be reachable from an RLOC."""
+    families = {rloc.version for rloc in underlay.rlocs}
+    node = root.key("xtr")
+    peers: list[tuple[Node, IPAddress]] = [
+        *((node.key("map-resolvers").item(i), a) for i, a in enumerate(xtr.map_resolvers)),
+        *((node.key("proxy-etrs").item(i), a) for i, a in enumerate(xtr.proxy_etrs)),
+        *((node.key("map-server").item(i).key("address"), p.address)
+          for i, p in enumerate(xtr.map_servers)),
+    ]
+    for at, peer in peers:
+        if peer.version not in families:
+            at.report(f"{peer} is IPv{peer.version}, but this node has no IPv{peer.version} RLOC")

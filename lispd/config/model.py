@@ -9,7 +9,7 @@ gets the value written below.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Literal
@@ -20,6 +20,7 @@ IPNetwork = IPv4Network | IPv6Network
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 NegativeAction = Literal["drop", "native-forward", "send-map-request"]
+KeyIdName = Literal["hmac-sha1", "hmac-sha256"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +90,19 @@ class InstanceConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MapServerPeerConfig:
+    """[[xtr.map-server]]: a map-server this ETR registers with (RFC 9301 section 5.6).
+
+    The key is a shared secret: it is kept out of repr() so it never reaches a log.
+    """
+
+    address: IPAddress
+    key: str = field(repr=False)
+    key_id: KeyIdName = "hmac-sha256"
+    proxy_reply: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class XtrConfig:
     """[xtr]: the LISP ITR/ETR role. Instance-id 0 uses `tun` and the main table."""
 
@@ -99,6 +113,13 @@ class XtrConfig:
     database_mappings: tuple[DatabaseMapping, ...] = ()
     static_mappings: tuple[StaticMapping, ...] = ()
     instances: tuple[InstanceConfig, ...] = ()
+    map_resolvers: tuple[IPAddress, ...] = ()
+    proxy_etrs: tuple[IPAddress, ...] = ()
+    map_servers: tuple[MapServerPeerConfig, ...] = ()
+    register_interval: int = 60
+    subscribe: bool = True
+    solicit_map_request: bool = True
+    rloc_probe_interval: float = 30.0
 
     def tun_for(self, instance_id: int) -> str | None:
         """The TUN that carries `instance_id`, or None if it is not configured."""
@@ -137,6 +158,26 @@ class VxlanConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SiteConfig:
+    """[[map-server.site]]: who may register which EID prefixes, with which key."""
+
+    name: str
+    key: str = field(repr=False)
+    eid_prefixes: tuple[IPNetwork, ...]
+    instance_id: int = 0
+    accept_more_specifics: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class MapServerConfig:
+    """[map-server]: this node is a Map-Server and Map-Resolver (RFC 9301 section 8)."""
+
+    listen: tuple[IPAddress, ...]
+    register_interval: int = 60
+    sites: tuple[SiteConfig, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """A whole configuration file. `xtr` is None when the file has no [xtr]."""
 
@@ -144,4 +185,5 @@ class Config:
     underlay: UnderlayConfig
     xtr: XtrConfig | None = None
     vxlan: tuple[VxlanConfig, ...] = ()
+    map_server: MapServerConfig | None = None
     source: str = "<string>"

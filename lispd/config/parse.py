@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from lispd.config import checks
-from lispd.config.model import Config, UnderlayConfig, VxlanConfig, XtrConfig
+from lispd.config.model import Config, MapServerConfig, UnderlayConfig, VxlanConfig, XtrConfig
 from lispd.config.positions import key_lines
 from lispd.config.problems import ConfigError, Problem
 from lispd.config.reader import Key, Node, Sink, Table, array
-from lispd.config.sections import DAEMON, UNDERLAY, VXLAN, XTR
+from lispd.config.sections import DAEMON, MAP_SERVER, UNDERLAY, VXLAN, XTR
 
 # A section present turns its role on: no [xtr], no LISP; no [[vxlan]], no VTEP.
 ROOT = Table(
@@ -23,6 +23,7 @@ ROOT = Table(
         Key("underlay", UNDERLAY, missing="required section: this node's RLOCs (rlocs = [...])"),
         Key("xtr", XTR),
         Key("vxlan", array(VXLAN)),
+        Key("map-server", MAP_SERVER, field="map_server"),
     ),
 )
 
@@ -38,8 +39,10 @@ def parse(text: str, source: str = "<string>") -> Config:
     sink = Sink(key_lines(text))
     root = Node(sink)
     parts, complete = ROOT.read(root, document)
-    if "xtr" not in document and "vxlan" not in document:
-        root.report("nothing to do: configure [xtr] (LISP) and/or [[vxlan]] (VXLAN)")
+    if not {"xtr", "vxlan", "map-server"} & document.keys():
+        root.report(
+            "nothing to do: configure [xtr] (LISP), [[vxlan]] (VXLAN) and/or [map-server]"
+        )
     _between_sections(root, parts, document.keys())
     if sink.problems or not complete:
         raise ConfigError(sink.problems, source)
@@ -85,4 +88,9 @@ def _between_sections(root: Node, parts: Mapping[str, Any], present: Container[s
         checks.vxlan_locals(root, underlay, xtr, vxlans)
     if vxlans:
         checks.vnis(root, vxlans)
+    map_server: MapServerConfig | None = parts.get("map_server")
+    if underlay is not None and map_server is not None:
+        checks.listen_addresses(root, underlay, map_server)
+    if underlay is not None and xtr is not None:
+        checks.control_peers(root, underlay, xtr)
     checks.device_names(root, xtr, vxlans)

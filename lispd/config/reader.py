@@ -139,6 +139,28 @@ def integer(low: int, high: int | None = None) -> Converter[int]:
     return convert
 
 
+def seconds(low: float, high: float) -> Converter[float]:
+    """A duration in seconds, integer or decimal, in low..high."""
+
+    def convert(node: Node, value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            node.fail(f"expected a number of seconds, got {kind(value)}")
+        if not low <= value <= high:
+            node.fail(f"{value} is out of range {low:g}..{high:g} seconds")
+        return float(value)
+
+    return convert
+
+
+def secret(node: Node, value: object) -> str:
+    """A shared key: never echoed back in a problem, since problems get logged."""
+    if not isinstance(value, str):
+        node.fail(f"expected a string, got {kind(value)}")
+    if not value:
+        node.fail("an empty key authenticates nothing")
+    return value
+
+
 def choice(*options: str) -> Converter[str]:
     def convert(node: Node, value: object) -> str:
         text = string(node, value)

@@ -15,7 +15,10 @@ from lispd.config.model import (
     DatabaseMapping,
     InstanceConfig,
     IPNetwork,
+    MapServerConfig,
+    MapServerPeerConfig,
     RlocConfig,
+    SiteConfig,
     StaticMac,
     StaticMapping,
     UnderlayConfig,
@@ -36,6 +39,9 @@ from lispd.config.reader import (
     integer,
     network,
     same_family,
+    seconds,
+    secret,
+    string,
     unicast_mac,
 )
 
@@ -215,6 +221,28 @@ def _tun_mtu(node: Node, xtr: XtrConfig, given: frozenset[str]) -> None:
         )
 
 
+MAP_SERVER_PEER = Table(
+    MapServerPeerConfig,
+    (
+        Key("address", address),
+        Key("key", secret, missing="required: the key shared with this map-server's site"),
+        Key("key-id", choice("hmac-sha1", "hmac-sha256")),
+        Key("proxy-reply", boolean),
+    ),
+)
+
+# RFC 9301 section 8.2 asks for 60 s; a minute to an hour covers every deployment
+# we know, and a map-server expires registrations after three missed intervals.
+REGISTER_INTERVAL = integer(1, 3600)
+
+
+def _xtr_peers(node: Node, xtr: XtrConfig, given: frozenset[str]) -> None:
+    duplicates(node.key("map-server"), xtr.map_servers, lambda p: p.address, "map-server",
+               at="address")
+    if xtr.subscribe and "subscribe" in given and not xtr.map_resolvers:
+        node.key("subscribe").report("subscribing needs map-resolvers to send Map-Requests to")
+
+
 XTR = Table(
     XtrConfig,
     (
@@ -226,8 +254,15 @@ XTR = Table(
         Key("database-mapping", array(DATABASE_MAPPING), field="database_mappings"),
         Key("static-mapping", array(STATIC_MAPPING), field="static_mappings"),
         Key("instance", array(INSTANCE), field="instances"),
+        Key("map-resolvers", array(address, unique="map-resolver")),
+        Key("proxy-etrs", array(address, unique="proxy-ETR")),
+        Key("map-server", array(MAP_SERVER_PEER), field="map_servers"),
+        Key("register-interval", REGISTER_INTERVAL),
+        Key("subscribe", boolean),
+        Key("solicit-map-request", boolean),
+        Key("rloc-probe-interval", seconds(0, 3600)),
     ),
-    checks=(_instances, _mapping_instances, _tun_mtu),
+    checks=(_instances, _mapping_instances, _tun_mtu, _xtr_peers),
 )
 
 STATIC_MAC = Table(StaticMac, (Key("mac", unicast_mac), Key("vtep", address)))
@@ -259,4 +294,41 @@ VXLAN = Table(
         Key("mtu", integer(DEVICE_MTU_MIN, MTU_MAX)),
     ),
     checks=(_vteps,),
+)
+
+
+def _site(node: Node, site: SiteConfig, given: frozenset[str]) -> None:
+    if not site.name.strip():
+        node.key("name").report("a site needs a name (it is shown in registrations and logs)")
+    # A site prefix of the wrong instance would never match a registration.
+    duplicates(node.key("eid-prefixes"), site.eid_prefixes, lambda p: p, "eid-prefix")
+
+
+SITE = Table(
+    SiteConfig,
+    (
+        Key("name", string),
+        Key("key", secret, missing="required: the key this site's ETRs sign Map-Registers with"),
+        Key("eid-prefixes", array(network, at_least=1),
+            missing="required: the EID prefixes this site may register (at least one)"),
+        Key("instance-id", integer(0, IID_MAX)),
+        Key("accept-more-specifics", boolean),
+    ),
+    checks=(_site,),
+)
+
+
+def _sites(node: Node, server: MapServerConfig, given: frozenset[str]) -> None:
+    duplicates(node.key("site"), server.sites, lambda s: s.name, "site name", at="name")
+
+
+MAP_SERVER = Table(
+    MapServerConfig,
+    (
+        Key("listen", array(address, at_least=1, unique="address"),
+            missing="required: the addresses this map-server answers on (at least one)"),
+        Key("register-interval", REGISTER_INTERVAL),
+        Key("site", array(SITE), field="sites"),
+    ),
+    checks=(_sites,),
 )

@@ -598,7 +598,47 @@ CASES: dict[str, tuple[str, str, str]] = {
                             "underlay.rlocs[1]",
                             "duplicate RLOC 198.18.1.10 (also at underlay.rlocs[0])"),
     "nothing to do": ('[underlay]\nrlocs = ["198.18.1.10"]\n', "",
-                      "nothing to do: configure [xtr] (LISP) and/or [[vxlan]] (VXLAN)"),
+                      "nothing to do: configure [xtr] (LISP), [[vxlan]] (VXLAN) and/or "
+                      "[map-server]"),
+    # the mapping system
+    "map-server peer without key": (
+        BASE + '[[xtr.map-server]]\naddress = "198.18.0.1"\n', "xtr.map-server[0].key",
+        "required: the key shared"),
+    "map-server peer empty key": (
+        BASE + '[[xtr.map-server]]\naddress = "198.18.0.1"\nkey = ""\n',
+        "xtr.map-server[0].key", "an empty key authenticates nothing"),
+    "map-server peer key-id": (
+        BASE + '[[xtr.map-server]]\naddress = "198.18.0.1"\nkey = "k"\nkey-id = "hmac-md5"\n',
+        "xtr.map-server[0].key-id", "'hmac-md5' is not one of 'hmac-sha1', 'hmac-sha256'"),
+    "map-server peer twice": (
+        BASE + '[[xtr.map-server]]\naddress = "198.18.0.1"\nkey = "k"\n'
+        '[[xtr.map-server]]\naddress = "198.18.0.1"\nkey = "j"\n',
+        "xtr.map-server[1].address", "duplicate map-server 198.18.0.1"),
+    "map-resolver of a missing family": (
+        BASE.replace('eid-space', 'map-resolvers = ["2001:db8:ff00::1"]\neid-space'),
+        "xtr.map-resolvers[0]", "this node has no IPv6 RLOC"),
+    "probe interval negative": (
+        BASE + "rloc-probe-interval = -1\n", "xtr.rloc-probe-interval",
+        "-1 is out of range 0..3600 seconds"),
+    "register interval zero": (
+        BASE + "register-interval = 0\n", "xtr.register-interval", "out of range 1..3600"),
+    "subscribe without resolvers": (
+        BASE + "subscribe = true\n", "xtr.subscribe", "needs map-resolvers"),
+    "listen not local": (
+        BASE + '[map-server]\nlisten = ["198.18.0.9"]\n', "map-server.listen[0]",
+        "198.18.0.9 is not one of this node's underlay.rlocs"),
+    "site without prefixes": (
+        BASE + '[map-server]\nlisten = ["198.18.1.10"]\n[[map-server.site]]\nname = "a"\n'
+        'key = "k"\n', "map-server.site[0].eid-prefixes", "required: the EID prefixes"),
+    "site twice": (
+        BASE + '[map-server]\nlisten = ["198.18.1.10"]\n'
+        '[[map-server.site]]\nname = "a"\nkey = "k"\neid-prefixes = ["192.0.2.0/25"]\n'
+        '[[map-server.site]]\nname = "a"\nkey = "k"\neid-prefixes = ["192.0.2.128/25"]\n',
+        "map-server.site[1].name", "duplicate site name a"),
+    "site key typo": (
+        BASE + '[map-server]\nlisten = ["198.18.1.10"]\n'
+        '[[map-server.site]]\nname = "a"\nkye = "k"\neid-prefixes = ["192.0.2.0/25"]\n',
+        "map-server.site[0].kye", "unknown key 'kye'; did you mean 'key'?"),
     "eid-space missing": (BASE.replace('eid-space = ["192.0.2.0/24"]', 'tun = "lisp0"'),
                           "xtr.eid-space", "required: the remote EID prefixes"),
     "eid-space empty": (BASE.replace('["192.0.2.0/24"]', "[]"), "xtr.eid-space",
@@ -643,6 +683,60 @@ def test_a_misspelt_required_key_is_one_problem_not_two() -> None:
 @pytest.mark.parametrize(("text", "path", "message"), CASES.values(), ids=CASES.keys())
 def test_check(text: str, path: str, message: str) -> None:
     assert message in problem_at(text, path).message
+
+
+MAPPING_SYSTEM = """\
+[underlay]
+rlocs = ["198.18.0.1"]
+
+[xtr]
+eid-space = ["192.0.2.0/24"]
+map-resolvers = ["198.18.0.1"]
+proxy-etrs = ["198.18.0.7"]
+rloc-probe-interval = 0.5
+
+[[xtr.map-server]]
+address = "198.18.0.1"
+key = "s3cret"
+key-id = "hmac-sha1"
+proxy-reply = true
+
+[map-server]
+listen = ["198.18.0.1"]
+register-interval = 20
+
+[[map-server.site]]
+name = "cloud-a"
+key = "s3cret"
+eid-prefixes = ["192.0.2.0/24", "2001:db8::/48"]
+accept-more-specifics = true
+"""
+
+
+def test_mapping_system_keys() -> None:
+    config = parse(MAPPING_SYSTEM)
+    assert config.xtr is not None and config.map_server is not None
+    assert config.xtr.map_resolvers == (IPv4Address("198.18.0.1"),)
+    assert config.xtr.proxy_etrs == (IPv4Address("198.18.0.7"),)
+    assert config.xtr.rloc_probe_interval == 0.5
+    assert config.xtr.subscribe and config.xtr.solicit_map_request
+    (peer,) = config.xtr.map_servers
+    assert (peer.address, peer.key, peer.key_id, peer.proxy_reply) == (
+        IPv4Address("198.18.0.1"), "s3cret", "hmac-sha1", True)
+    assert config.map_server.register_interval == 20
+    (site,) = config.map_server.sites
+    assert site.name == "cloud-a" and site.accept_more_specifics and site.instance_id == 0
+    assert site.eid_prefixes == (IPv4Network("192.0.2.0/24"), IPv6Network("2001:db8::/48"))
+
+
+def test_keys_stay_out_of_repr() -> None:
+    config = parse(MAPPING_SYSTEM)
+    assert "s3cret" not in repr(config)
+
+
+def test_map_server_alone_is_something_to_do() -> None:
+    text = '[underlay]\nrlocs = ["198.18.0.1"]\n[map-server]\nlisten = ["198.18.0.1"]\n'
+    assert parse(text).map_server is not None
 
 
 INSTANCE = """
