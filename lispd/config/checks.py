@@ -18,7 +18,9 @@ from lispd.config.reader import Node, duplicates
 
 
 def database_rlocs(root: Node, underlay: UnderlayConfig, xtr: XtrConfig) -> None:
-    """An ETR can only announce RLOCs it really has."""
+    """An ETR can only announce RLOCs it really has (followed interfaces: unknown here)."""
+    if underlay.follows_interfaces:
+        return
     own = set(underlay.rlocs)
     listed = ", ".join(str(rloc) for rloc in underlay.rlocs)
     for index, mapping in enumerate(xtr.database_mappings):
@@ -33,6 +35,8 @@ def database_rlocs(root: Node, underlay: UnderlayConfig, xtr: XtrConfig) -> None
 def vxlan_locals(root: Node, underlay: UnderlayConfig, xtr: XtrConfig | None,
                  vxlans: tuple[VxlanConfig, ...]) -> None:
     """A VTEP sends from an underlay RLOC, or from an EID of its own (VXLAN over LISP)."""
+    if underlay.follows_interfaces:
+        return
     usable: set[IPAddress] = set(underlay.rlocs)
     if xtr is not None:
         usable |= xtr.assigned_eids()
@@ -78,6 +82,8 @@ def device_names(root: Node, xtr: XtrConfig | None,
 
 def listen_addresses(root: Node, underlay: UnderlayConfig, server: MapServerConfig) -> None:
     """A map-server answers on addresses this node has."""
+    if underlay.follows_interfaces:
+        return
     listed = ", ".join(str(rloc) for rloc in underlay.rlocs)
     for index, listen in enumerate(server.listen):
         if listen not in underlay.rlocs:
@@ -88,6 +94,8 @@ def listen_addresses(root: Node, underlay: UnderlayConfig, server: MapServerConf
 
 def control_peers(root: Node, underlay: UnderlayConfig, xtr: XtrConfig) -> None:
     """Map-servers, map-resolvers and proxy-ETRs must be reachable from an RLOC."""
+    if underlay.follows_interfaces:
+        return
     families = {rloc.version for rloc in underlay.rlocs}
     node = root.key("xtr")
     peers: list[tuple[Node, IPAddress]] = [

@@ -34,10 +34,20 @@ class DaemonConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class UnderlayConfig:
-    """[underlay]: the network the VMs really sit on."""
+    """[underlay]: the network the VMs really sit on.
 
-    rlocs: tuple[IPAddress, ...]
+    `rlocs` are fixed addresses; `interfaces` are followed: their global
+    addresses are this node's RLOCs at any moment, so a VM that moves to
+    another network keeps working (it re-registers with the new address).
+    """
+
+    rlocs: tuple[IPAddress, ...] = ()
+    interfaces: tuple[str, ...] = ()
     mtu: int = 1500
+
+    @property
+    def follows_interfaces(self) -> bool:
+        return bool(self.interfaces)
 
 
 @dataclass(frozen=True)
@@ -55,13 +65,14 @@ class DatabaseMapping:
 
     `assign` puts the (host) EID on the TUN, so the VM is its own xTR;
     `interface` names the LAN interface the EIDs sit behind (site gateway).
+    No `rlocs` means "this node's RLOCs", whatever they are at the time.
     """
 
     eid_prefix: IPNetwork
     instance_id: int = 0
     assign: bool = False
     interface: str | None = None
-    rlocs: tuple[RlocConfig, ...]
+    rlocs: tuple[RlocConfig, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

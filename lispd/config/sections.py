@@ -65,13 +65,22 @@ DAEMON = Table(
     ),
 )
 
+def _some_rloc(node: Node, underlay: UnderlayConfig, given: frozenset[str]) -> None:
+    if not underlay.rlocs and not underlay.interfaces:
+        node.key("rlocs").report(
+            "required: this node's own RLOC addresses (at least one), or the interfaces "
+            "whose addresses are its RLOCs (interfaces = [...])"
+        )
+
+
 UNDERLAY = Table(
     UnderlayConfig,
     (
-        Key("rlocs", array(address, at_least=1, unique="RLOC"),
-            missing="required: this node's own RLOC addresses (at least one)"),
+        Key("rlocs", array(address, at_least=1, unique="RLOC")),
+        Key("interfaces", array(ifname, at_least=1, unique="interface")),
         Key("mtu", integer(IPV6_MTU_MIN, MTU_MAX)),
     ),
+    checks=(_some_rloc,),
 )
 
 RLOC = Table(
@@ -109,8 +118,7 @@ DATABASE_MAPPING = Table(
         Key("instance-id", integer(0, IID_MAX)),
         Key("assign", boolean),
         Key("interface", ifname),
-        Key("rlocs", array(RLOC, at_least=1),
-            missing="required: the RLOCs this EID prefix is reached at (at least one)"),
+        Key("rlocs", array(RLOC, at_least=1)),
     ),
     checks=(_assign, _distinct_rlocs),
 )

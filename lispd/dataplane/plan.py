@@ -82,7 +82,9 @@ def tun_mtu(config: Config) -> int:
     assert config.xtr is not None
     if config.xtr.tun_mtu is not None:
         return config.xtr.tun_mtu
-    worst = max(LISP_OVERHEAD[rloc.version] for rloc in config.underlay.rlocs)
+    # Followed interfaces may bring either family: leave room for the larger.
+    versions = {rloc.version for rloc in config.underlay.rlocs} or {4, 6}
+    worst = max(LISP_OVERHEAD[version] for version in versions)
     return max(config.underlay.mtu - worst, MIN_MTU)
 
 

@@ -377,8 +377,8 @@ rlocs = [
 
 
 def test_line_of_a_missing_key_is_its_table_header() -> None:
-    text = BASE + DB + '\n[[xtr.database-mapping]]  # here\neid-prefix = "192.0.2.11/32"\n'
-    problem = problem_at(text, "xtr.database-mapping[1].rlocs")
+    text = BASE + DB + '\n[[xtr.database-mapping]]  # here\nassign = false\n'
+    problem = problem_at(text, "xtr.database-mapping[1].eid-prefix")
     assert problem.line == line_with(text, "# here")
 
 
@@ -732,6 +732,17 @@ def test_mapping_system_keys() -> None:
 def test_keys_stay_out_of_repr() -> None:
     config = parse(MAPPING_SYSTEM)
     assert "s3cret" not in repr(config)
+
+
+def test_followed_interfaces_and_mappings_on_the_nodes_rlocs() -> None:
+    text = (
+        '[underlay]\ninterfaces = ["ul0"]\n[xtr]\neid-space = ["192.0.2.0/24"]\n'
+        'map-resolvers = ["198.18.0.1"]\n'
+        '[[xtr.database-mapping]]\neid-prefix = "192.0.2.10/32"\nassign = true\n'
+    )
+    config = parse(text)
+    assert config.underlay.interfaces == ("ul0",) and config.underlay.follows_interfaces
+    assert config.xtr is not None and config.xtr.database_mappings[0].rlocs == ()
 
 
 def test_map_server_alone_is_something_to_do() -> None:
