@@ -16,20 +16,22 @@ import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from ipaddress import ip_interface
+from ipaddress import IPv4Address, IPv6Address, ip_interface
 from typing import Any
 
 import structlog
 
 from lispd import ctl
 from lispd.config.model import Config, IPAddress, StaticMapping
+from lispd.control import queries, setup
+from lispd.control.plane import ControlPlane
 from lispd.dataplane import plan as host_plan
 from lispd.dataplane import sockets, sync, tuntap
 from lispd.dataplane.engine import Engine
 from lispd.dataplane.fastpath import FastPath, Miss
 from lispd.dataplane.tables import Fdb, FdbEntry, Fib
 from lispd.mapcache import EidPrefix, Locator, MapCache, MapEntry
-from lispd.netlink import Netlink
+from lispd.netlink import AddressWatch, Netlink
 from lispd.wire.data import LISP_DATA_PORT, VXLAN_PORT
 from lispd.wire.records import Action
 
@@ -76,6 +78,13 @@ class Daemon:
         self._netlink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
         self._stop = asyncio.Event()
         self._misses_logged = 0.0
+        # This node's RLOCs now: the fixed ones, plus the addresses of the
+        # followed interfaces as netlink last reported them.
+        self.rlocs: tuple[IPAddress, ...] = config.underlay.rlocs
+        self.tun_index: dict[int, int] = {}
+        self._raw: dict[int, socket.socket] = {}
+        self.plane: ControlPlane | None = None
+        self._watch: AddressWatch | None = None
 
     # -- start-up ------------------------------------------------------------
 
@@ -104,11 +113,20 @@ class Daemon:
             )
         if plan.forwarding:
             self.netlink.set_forwarding(ipv4=True, ipv6=True)
+        self.rlocs = self._current_rlocs()
+
+    def _current_rlocs(self) -> tuple[IPAddress, ...]:
+        """Runs on the netlink thread: fixed RLOCs, then the followed interfaces' addresses."""
+        assert self.netlink is not None
+        found = list(self.config.underlay.rlocs)
+        for name in self.config.underlay.interfaces:
+            found.extend(a for a in self.netlink.global_addresses(name) if a not in found)
+        return tuple(found)
 
     def _load_tables(self) -> None:
         xtr = self.config.xtr
         if xtr is not None:
-            for mapping in xtr.database_mappings:
+            for mapping in setup.database(xtr, self.rlocs):
                 self.database_fib.set(*sync.database_entry(mapping))
             for static in xtr.static_mappings:
                 sync.apply(self.mapcache_fib, self.mapcache.insert(static_entry(static),
@@ -119,22 +137,18 @@ class Daemon:
 
     def _open_sockets(self, engine: Engine) -> None:
         config = self.config
-        rloc4 = next((r for r in config.underlay.rlocs if r.version == 4), None)
-        rloc6 = next((r for r in config.underlay.rlocs if r.version == 6), None)
-        raw = {version: self._keep(sockets.raw_sender(version)) for version in (4, 6)}
-        self.fastpath.set_underlay(
-            rloc4,
-            rloc6,
-            config.underlay.mtu,
-            raw[4].fileno(),
-            raw[6].fileno(),
-        )
+        self._raw = {version: self._keep(sockets.raw_sender(version)) for version in (4, 6)}
+        self._set_underlay()
         by_name = {device.name: device for device in self.devices}
         for tun in self.plan.tuns:
             index = self.fastpath.add_tun(by_name[tun.name].fd, tun.instance_id)
+            self.tun_index[tun.instance_id] = index
             engine.watch_tun(index, by_name[tun.name].fd, tun.name)
         if config.xtr is not None:
-            for rloc in config.underlay.rlocs:
+            # Addresses of followed interfaces come and go: listen on all of
+            # them (the wildcard) rather than rebinding the data sockets.
+            wildcard = (IPv4Address(0), IPv6Address(0)) if config.underlay.interfaces else ()
+            for rloc in (*config.underlay.rlocs, *wildcard):
                 sock = self._keep(sockets.udp_receiver(rloc, LISP_DATA_PORT))
                 engine.watch_lisp(sock.fileno(), f"lisp {rloc}")
         vteps: set[IPAddress] = set()
@@ -149,6 +163,14 @@ class Daemon:
                 sock = self._keep(sockets.udp_receiver(segment.local, VXLAN_PORT))
                 engine.watch_vxlan(sock.fileno(), f"vxlan {segment.local}")
 
+    def _set_underlay(self) -> None:
+        """The outer source addresses: this node's first RLOC of each family."""
+        rloc4 = next((r for r in self.rlocs if isinstance(r, IPv4Address)), None)
+        rloc6 = next((r for r in self.rlocs if isinstance(r, IPv6Address)), None)
+        self.fastpath.set_underlay(
+            rloc4, rloc6, self.config.underlay.mtu, self._raw[4].fileno(), self._raw[6].fileno()
+        )
+
     def _keep(self, sock: socket.socket) -> socket.socket:
         self.sockets.append(sock)
         return sock
@@ -159,6 +181,16 @@ class Daemon:
         self._load_tables()
         self.engine = Engine(loop, self.fastpath, self._on_misses, _monotonic_ms)
         self._open_sockets(self.engine)
+        self.plane = ControlPlane(
+            loop, self.config, mapcache=self.mapcache, mapcache_fib=self.mapcache_fib,
+            database_fib=self.database_fib, fastpath=self.fastpath, tuns=self.tun_index,
+            rlocs=self.rlocs,
+        )
+        if self.plane.enabled:
+            self.plane.start()
+        if self.config.underlay.interfaces:
+            self._watch = AddressWatch()
+            loop.add_reader(self._watch.fileno(), self._addresses_changed)
         self.control = ctl.ControlServer(self.config.daemon.control_socket, self._query)
         await self.control.start()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -168,16 +200,18 @@ class Daemon:
             "ready",
             tuns=[tun.name for tun in self.plan.tuns],
             taps=[tap.name for tap in self.plan.taps],
-            rlocs=[str(r) for r in self.config.underlay.rlocs],
+            rlocs=[str(r) for r in self.rlocs],
             static_mappings=len(self.mapcache),
         )
 
     # -- running -------------------------------------------------------------
 
     def _on_misses(self, misses: list[Miss]) -> None:
-        # Resolution comes with the mapping-system work; here a miss is a
-        # counted drop, logged at most once a second so a flood of them
-        # cannot flood the log.
+        if self.plane is not None and self.plane.node.resolver is not None:
+            self.plane.misses(misses)
+            return
+        # Without map-resolvers a miss is a counted drop, logged at most once
+        # a second so a flood of them cannot flood the log.
         now = time.monotonic()
         if now - self._misses_logged >= 1.0:
             self._misses_logged = now
@@ -186,15 +220,47 @@ class Daemon:
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
-        sync.report_used(self.mapcache_fib, self.mapcache, now)
-        sync.apply(self.mapcache_fib, self.mapcache.expire(now))
+        used = sync.report_used(self.mapcache_fib, self.mapcache, now)
+        if self.plane is not None:
+            self.plane.used(used)
+            sync.apply(self.mapcache_fib, self.mapcache.expire(now), self.plane.policy)
+        else:
+            sync.apply(self.mapcache_fib, self.mapcache.expire(now))
         now_ms = _monotonic_ms()
         for segment in self.config.vxlan:
             self.fdb.age(now_ms, segment.ageing * 1000, segment.vni)
 
+    def _addresses_changed(self) -> None:
+        """A netlink address or link event: look at what is true now."""
+        assert self._watch is not None
+        self._watch.drain()
+        future = asyncio.get_running_loop().run_in_executor(
+            self._netlink_thread, self._current_rlocs
+        )
+        future.add_done_callback(self._rlocs_known)
+
+    def _rlocs_known(self, future: asyncio.Future[tuple[IPAddress, ...]]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            log.warning("rloc_lookup_failed", error=str(future.exception()))
+            return
+        rlocs = future.result()
+        if rlocs == self.rlocs:
+            return
+        self.rlocs = rlocs
+        self._set_underlay()
+        if self.plane is not None:
+            self.plane.rlocs_changed(rlocs)
+
     def _query(self, command: str, args: list[str]) -> Any:
         if command == "show" and args == ["stats"]:
-            return self.fastpath.counters()
+            counters = self.fastpath.counters()
+            if self.plane is not None:
+                counters.update(self.plane.counters())
+            return counters
+        if command == "show" and args and self.plane is not None:
+            shown = queries.show(self.plane, args)
+            if shown is not None:
+                return shown
         if command == "show" and args == ["map-cache"]:
             return [_entry_json(entry) for entry in self.mapcache]
         if command == "show" and args == ["vxlan"]:
@@ -222,6 +288,11 @@ class Daemon:
             self.netlink = None
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            asyncio.get_running_loop().remove_reader(self._watch.fileno())
+            self._watch.close()
+        if self.plane is not None:
+            self.plane.stop()
         if self.engine is not None:
             self.engine.close()
         if self.control is not None:

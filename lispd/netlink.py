@@ -27,7 +27,15 @@ import socket
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network, ip_address
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+    ip_address,
+)
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -44,6 +52,14 @@ Network = IPv4Network | IPv6Network
 MAIN_TABLE = 254
 RT_SCOPE_LINK = 253  # what `ip route add PREFIX dev DEV` uses for IPv4
 IFA_F_NODAD = 0x02
+IFA_F_DADFAILED = 0x08
+IFA_F_DEPRECATED = 0x20
+IFA_F_TENTATIVE = 0x40
+RT_SCOPE_UNIVERSE = 0
+# rtnetlink multicast groups (linux/rtnetlink.h): address and link changes.
+RTMGRP_LINK = 0x1
+RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV6_IFADDR = 0x100
 
 # What the kernel answers when a delete finds nothing to delete: no such
 # route (ESRCH), rule (ENOENT), address (EADDRNOTAVAIL) or device (ENODEV).
@@ -219,6 +235,28 @@ class Netlink:
             ):
                 return True
         return False
+
+    def global_addresses(self, name: str) -> tuple[IPv4Address | IPv6Address, ...]:
+        """The usable unicast addresses of a device, oldest first ((), if it is gone).
+
+        Link-local and tentative (DAD not done) addresses cannot carry an
+        underlay, so they are left out, as are deprecated ones.
+        """
+        try:
+            index = self.link_index(name)
+        except NetlinkError:
+            return ()
+        found: list[IPv4Address | IPv6Address] = []
+        for message in self._ipr.get_addr(index=index):
+            if message["scope"] != RT_SCOPE_UNIVERSE:
+                continue
+            flags = message.get_attr("IFA_FLAGS") or message["flags"]
+            if flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED | IFA_F_DEPRECATED):
+                continue
+            local = message.get_attr("IFA_LOCAL") or message.get_attr("IFA_ADDRESS")
+            if local is not None:
+                found.append(ip_address(local))
+        return tuple(found)
 
     # Routes.
 
@@ -449,3 +487,39 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
     return str(error)
+
+
+class AddressWatch:
+    """A wake-up when any address or link of this namespace changes.
+
+    A plain rtnetlink socket joined to the address and link groups: the
+    daemon adds it to its loop and, when it becomes readable, drains it and
+    asks `Netlink.global_addresses` what is true now. Reading the current
+    state rather than parsing each event makes missed or reordered events
+    harmless (the socket may overflow under a burst: ENOBUFS just means
+    "look again").
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK,
+                                   socket.NETLINK_ROUTE)
+        self._sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def drain(self) -> int:
+        """Read every pending event; how many datagrams there were."""
+        count = 0
+        while True:
+            try:
+                self._sock.recv(65536)
+            except BlockingIOError:
+                return count
+            except OSError as error:
+                if error.errno != errno.ENOBUFS:
+                    raise
+            count += 1
+
+    def close(self) -> None:
+        self._sock.close()

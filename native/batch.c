@@ -3,7 +3,9 @@
  * batch between a device and the underlay. Reads go into reused buffers
  * behind LISPD_HEADROOM octets, native/steps.c decides and builds headers in
  * place, and the outer packets leave through raw sockets in one sendmmsg per
- * family. Python sees counters and misses, never a packet.
+ * family. Python sees counters and misses; the only packets it touches are
+ * missed ones, which it holds while their EID is resolved and hands back
+ * one at a time (lispd_itr_inject).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -26,7 +28,10 @@ struct lispd_dp *lispd_dp_new(struct lispd_fib *mapcache, struct lispd_fib *data
     if (dp == NULL)
         return NULL;
     dp->buffers = malloc((size_t)LISPD_BATCH * LISPD_BUFFER);
-    if (dp->buffers == NULL) {
+    dp->inject = malloc(LISPD_BUFFER);
+    if (dp->buffers == NULL || dp->inject == NULL || dp_recent_init(&dp->recent) < 0) {
+        free(dp->buffers);
+        free(dp->inject);
         free(dp);
         return NULL;
     }
@@ -44,8 +49,11 @@ struct lispd_dp *lispd_dp_new(struct lispd_fib *mapcache, struct lispd_fib *data
 
 void lispd_dp_free(struct lispd_dp *dp)
 {
-    if (dp != NULL)
+    if (dp != NULL) {
         free(dp->buffers);
+        free(dp->inject);
+        dp_recent_free(&dp->recent);
+    }
     free(dp);
 }
 
@@ -130,27 +138,45 @@ static uint8_t *buffer(struct lispd_dp *dp, uint32_t i)
     return dp->buffers + (size_t)i * LISPD_BUFFER;
 }
 
+/* The destination of a SEND verdict as a socket address; returns its length. */
+static socklen_t sockaddr_of(const struct lispd_verdict *v, struct sockaddr_in6 *a)
+{
+    memset(a, 0, sizeof *a);
+    if (v->family == LISPD_FAMILY_IPV6) {
+        a->sin6_family = AF_INET6;
+        memcpy(&a->sin6_addr, v->address, 16);
+        return sizeof(struct sockaddr_in6);
+    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)a;
+    a4->sin_family = AF_INET;
+    memcpy(&a4->sin_addr, v->address, 4);
+    return sizeof(struct sockaddr_in);
+}
+
+static int raw_fd(const struct lispd_dp *dp, uint8_t family)
+{
+    return family == LISPD_FAMILY_IPV6 ? dp->raw6_fd : dp->raw4_fd;
+}
+
+/* Send a SEND verdict's packet now, alone: whether the kernel took it. */
+static int send_now(struct lispd_dp *dp, const uint8_t *buf, const struct lispd_verdict *v)
+{
+    struct sockaddr_in6 a;
+    socklen_t alen = sockaddr_of(v, &a);
+    int fd = raw_fd(dp, v->family);
+    return fd >= 0 && sendto(fd, buf + v->offset, v->length, MSG_DONTWAIT, (struct sockaddr *)&a,
+                             alen) == (ssize_t)v->length;
+}
+
 /* Queue a SEND verdict on the raw socket of its family. */
 static void enqueue(struct lispd_dp *dp, uint8_t *buf, const struct lispd_verdict *v)
 {
     struct dp_sendq *q = v->family == LISPD_FAMILY_IPV6 ? &dp->send6 : &dp->send4;
     uint32_t i = q->n++;
-    struct sockaddr_in6 *a = &q->addrs[i];
-    memset(a, 0, sizeof *a);
-    socklen_t alen;
-    if (v->family == LISPD_FAMILY_IPV6) {
-        a->sin6_family = AF_INET6;
-        memcpy(&a->sin6_addr, v->address, 16);
-        alen = sizeof(struct sockaddr_in6);
-    } else {
-        struct sockaddr_in *a4 = (struct sockaddr_in *)a;
-        a4->sin_family = AF_INET;
-        memcpy(&a4->sin_addr, v->address, 4);
-        alen = sizeof(struct sockaddr_in);
-    }
+    socklen_t alen = sockaddr_of(v, &q->addrs[i]);
     q->iovs[i] = (struct iovec){.iov_base = buf + v->offset, .iov_len = v->length};
     q->msgs[i].msg_hdr = (struct msghdr){
-        .msg_name = a, .msg_namelen = alen, .msg_iov = &q->iovs[i], .msg_iovlen = 1};
+        .msg_name = &q->addrs[i], .msg_namelen = alen, .msg_iov = &q->iovs[i], .msg_iovlen = 1};
 }
 
 /* Send what is queued; a message the kernel refuses is counted and skipped
@@ -180,30 +206,35 @@ static void flush_both(struct lispd_dp *dp, uint64_t *packets, uint64_t *bytes)
     *packets += flush(dp, &dp->send6, dp->raw6_fd, bytes);
 }
 
-static void add_miss(const struct lispd_verdict *v, struct lispd_miss *misses, uint32_t cap,
-                     uint32_t *n)
+/* Hand a missed packet (still in its batch buffer) to Python; no room
+ * left means nobody will send it: a drop. */
+static void add_miss(struct lispd_dp *dp, const uint8_t *buf, const struct lispd_verdict *v,
+                     struct lispd_miss *misses, uint32_t cap, uint32_t *n)
 {
-    for (uint32_t i = 0; i < *n; i++)
-        if (misses[i].instance_id == v->instance_id && misses[i].family == v->family &&
-            memcmp(misses[i].address, v->address, 16) == 0)
-            return;
-    if (*n < cap) {
-        misses[*n].instance_id = v->instance_id;
-        misses[*n].family = v->family;
-        memcpy(misses[*n].address, v->address, 16);
-        (*n)++;
+    if (*n == cap) {
+        dp->counters.drops[LISPD_DROP_MISS]++;
+        return;
     }
+    struct lispd_miss *m = &misses[(*n)++];
+    m->instance_id = v->instance_id;
+    m->family = v->family;
+    memcpy(m->address, v->address, 16);
+    m->packet = buf + v->offset;
+    m->length = v->length;
+    dp->counters.misses++;
 }
 
-static void write_out(struct lispd_dp *dp, int fd, const uint8_t *buf,
-                      const struct lispd_verdict *v, uint64_t *packets, uint64_t *bytes)
+/* Write a WRITE verdict's packet to a device: whether it all went. */
+static int write_out(struct lispd_dp *dp, int fd, const uint8_t *buf,
+                     const struct lispd_verdict *v, uint64_t *packets, uint64_t *bytes)
 {
     if (write(fd, buf + v->offset, v->length) == (ssize_t)v->length) {
         (*packets)++;
         *bytes += v->length;
-    } else {
-        dp->counters.drops[LISPD_DROP_WRITE_ERROR]++;
+        return 1;
     }
+    dp->counters.drops[LISPD_DROP_WRITE_ERROR]++;
+    return 0;
 }
 
 /* Read one packet from a non-blocking device: its length, 0 when drained,
@@ -267,9 +298,7 @@ static void itr_step(struct lispd_dp *dp, uint8_t *buf, size_t len, void *contex
                   &dp->counters.icmp_too_big_bytes);
         break;
     case LISPD_VERDICT_MISS:
-        dp->counters.misses++;
-        dp->counters.drops[LISPD_DROP_MISS]++;
-        add_miss(&v, c->misses, c->misses_cap, c->n_misses);
+        add_miss(dp, buf, &v, c->misses, c->misses_cap, c->n_misses);
         break;
     default:
         dp->counters.drops[v.reason]++;
@@ -287,13 +316,55 @@ int lispd_itr_batch(struct lispd_dp *dp, uint32_t tun, struct lispd_miss *misses
                         &dp->counters.itr_bytes);
 }
 
-/* Receive a batch of UDP datagrams into the buffers, asking for the outer
+int lispd_itr_inject(struct lispd_dp *dp, uint32_t tun, const uint8_t *packet, size_t length,
+                     struct lispd_verdict *v)
+{
+    uint8_t *buf = dp->inject;
+    if (length > LISPD_BUFFER - LISPD_HEADROOM) { /* no TUN reads that much */
+        memset(v, 0, sizeof *v);
+        v->verdict = LISPD_VERDICT_DROP;
+        v->reason = LISPD_DROP_TOO_BIG;
+    } else {
+        memcpy(buf + LISPD_HEADROOM, packet, length);
+        lispd_itr_process(dp, tun, buf, LISPD_BUFFER, LISPD_HEADROOM, length, next_nonce(dp), v);
+    }
+    switch (v->verdict) {
+    case LISPD_VERDICT_SEND:
+        if (send_now(dp, buf, v)) {
+            dp->counters.itr_packets++;
+            dp->counters.itr_bytes += v->length;
+        } else {
+            v->verdict = LISPD_VERDICT_DROP;
+            v->reason = LISPD_DROP_SEND_ERROR;
+            dp->counters.drops[LISPD_DROP_SEND_ERROR]++;
+        }
+        break;
+    case LISPD_VERDICT_WRITE:
+        if (!write_out(dp, dp->tuns[tun].fd, buf, v, &dp->counters.icmp_too_big,
+                       &dp->counters.icmp_too_big_bytes)) {
+            v->verdict = LISPD_VERDICT_DROP;
+            v->reason = LISPD_DROP_WRITE_ERROR;
+        }
+        break;
+    case LISPD_VERDICT_MISS:
+        /* Still no mapping, and the caller will not try again. */
+        dp->counters.drops[LISPD_DROP_MISS]++;
+        break;
+    default:
+        dp->counters.drops[v->reason]++;
+    }
+    return v->verdict;
+}
+
+/* Receive a batch of UDP datagrams into the buffers, LISPD_HEADROOM in
+ * (room for the headers of a re-encapsulation), asking for the outer
  * TTL/TOS (IP_RECVTTL/IP_RECVTOS, IPV6_RECVHOPLIMIT/IPV6_RECVTCLASS are set
  * on the socket by lispd.dataplane). Returns how many, 0 when none, -1. */
 static int receive(struct lispd_dp *dp, int fd)
 {
     for (uint32_t i = 0; i < LISPD_BATCH; i++) {
-        dp->rx_iovs[i] = (struct iovec){.iov_base = buffer(dp, i), .iov_len = LISPD_BUFFER};
+        dp->rx_iovs[i] = (struct iovec){.iov_base = buffer(dp, i) + LISPD_HEADROOM,
+                                        .iov_len = LISPD_BUFFER - LISPD_HEADROOM};
         dp->rx_msgs[i].msg_hdr = (struct msghdr){
             .msg_name = &dp->rx_addrs[i],
             .msg_namelen = sizeof dp->rx_addrs[i],
@@ -333,7 +404,8 @@ static void outer_fields(const struct msghdr *m, uint8_t *ttl, uint8_t *tos)
 }
 
 /* The receive side of a socket batch: one recvmmsg, then each datagram
- * that was not cut short to step. Returns how many arrived. */
+ * that was not cut short to step (buf: its buffer, the datagram
+ * LISPD_HEADROOM in). Returns how many arrived. */
 typedef void (*datagram_step)(struct lispd_dp *dp, uint32_t i, uint8_t *buf, size_t len,
                               void *context);
 
@@ -352,23 +424,52 @@ static int socket_batch(struct lispd_dp *dp, int fd, datagram_step step, void *c
     return n;
 }
 
+/* Who sent datagram i: family and address (an IPv4-mapped IPv6 source,
+ * from a dual-stack socket, as the IPv4 address it is). */
+static uint8_t sender(const struct lispd_dp *dp, uint32_t i, const uint8_t **address)
+{
+    const struct sockaddr_in6 *a = &dp->rx_addrs[i];
+    if (a->sin6_family == AF_INET6) {
+        const uint8_t *octets = (const uint8_t *)&a->sin6_addr;
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+        if (memcmp(octets, mapped, sizeof mapped) == 0) {
+            *address = octets + 12;
+            return LISPD_FAMILY_IPV4;
+        }
+        *address = octets;
+        return LISPD_FAMILY_IPV6;
+    }
+    *address = (const uint8_t *)&((const struct sockaddr_in *)a)->sin_addr;
+    return LISPD_FAMILY_IPV4;
+}
+
 static void etr_step(struct lispd_dp *dp, uint32_t i, uint8_t *buf, size_t len, void *context)
 {
-    (void)context;
-    uint8_t ttl, tos;
-    outer_fields(&dp->rx_msgs[i].msg_hdr, &ttl, &tos);
+    uint64_t now_ms = *(const uint64_t *)context;
+    struct lispd_outer outer;
+    memset(&outer, 0, sizeof outer);
+    outer_fields(&dp->rx_msgs[i].msg_hdr, &outer.ttl, &outer.tos);
+    const uint8_t *source;
+    outer.family = sender(dp, i, &source);
+    memcpy(outer.source, source, dp_addr_len(outer.family));
     struct lispd_verdict v;
-    lispd_etr_process(dp, buf, len, ttl, tos, &v);
+    lispd_etr_process(dp, buf, LISPD_BUFFER, LISPD_HEADROOM, len, &outer, now_ms, next_nonce(dp),
+                      &v);
     if (v.verdict == LISPD_VERDICT_WRITE)
         write_out(dp, dp->tuns[v.index].fd, buf, &v, &dp->counters.etr_packets,
                   &dp->counters.etr_bytes);
+    else if (v.verdict == LISPD_VERDICT_SEND)
+        enqueue(dp, buf, &v);
     else
         dp->counters.drops[v.reason]++;
 }
 
-int lispd_etr_batch(struct lispd_dp *dp, int udp_fd)
+int lispd_etr_batch(struct lispd_dp *dp, int udp_fd, uint64_t now_ms)
 {
-    return socket_batch(dp, udp_fd, etr_step, NULL);
+    int n = socket_batch(dp, udp_fd, etr_step, &now_ms);
+    /* Only re-encapsulated packets were queued. */
+    flush_both(dp, &dp->counters.etr_reencap_packets, &dp->counters.etr_reencap_bytes);
+    return n;
 }
 
 /* Head-end replication (RFC 7348 4.2): one copy per flood peer, each built
@@ -377,7 +478,6 @@ static void flood(struct lispd_dp *dp, uint32_t segment, uint8_t *buf,
                   const struct lispd_verdict *frame)
 {
     const struct dp_segment *s = &dp->segments[segment];
-    int fd = s->family == LISPD_FAMILY_IPV6 ? dp->raw6_fd : dp->raw4_fd;
     for (uint32_t p = 0; p < s->n_flood; p++) {
         struct lispd_verdict v;
         lispd_vxlan_encap(dp, segment, buf, LISPD_BUFFER, frame->offset, frame->length,
@@ -386,13 +486,8 @@ static void flood(struct lispd_dp *dp, uint32_t segment, uint8_t *buf,
             dp->counters.drops[v.reason]++;
             continue;
         }
-        struct dp_sendq *q = s->family == LISPD_FAMILY_IPV6 ? &dp->send6 : &dp->send4;
-        uint32_t queued = q->n;
-        enqueue(dp, buf, &v);
         /* Send this copy alone, now, before the buffer is rewritten. */
-        struct mmsghdr one = q->msgs[queued];
-        q->n = queued;
-        if (fd >= 0 && sendmsg(fd, &one.msg_hdr, MSG_DONTWAIT) == (ssize_t)v.length) {
+        if (send_now(dp, buf, &v)) {
             dp->counters.flood_copies++;
             dp->counters.vxlan_tx_packets++;
             dp->counters.vxlan_tx_bytes += v.length;
@@ -427,17 +522,13 @@ static void vxlan_rx_step(struct lispd_dp *dp, uint32_t i, uint8_t *buf, size_t 
                           void *context)
 {
     uint64_t now_ms = *(const uint64_t *)context;
-    const struct sockaddr_in6 *a = &dp->rx_addrs[i];
-    uint8_t family = LISPD_FAMILY_IPV4;
-    const uint8_t *source = (const uint8_t *)&((const struct sockaddr_in *)a)->sin_addr;
-    if (a->sin6_family == AF_INET6) {
-        family = LISPD_FAMILY_IPV6;
-        source = (const uint8_t *)&a->sin6_addr;
-    }
+    const uint8_t *source;
+    uint8_t family = sender(dp, i, &source);
     struct lispd_verdict v;
-    lispd_vxlan_rx_process(dp, buf, len, family, source, now_ms, &v);
+    uint8_t *payload = buf + LISPD_HEADROOM;
+    lispd_vxlan_rx_process(dp, payload, len, family, source, now_ms, &v);
     if (v.verdict == LISPD_VERDICT_WRITE)
-        write_out(dp, dp->segments[v.index].fd, buf, &v, &dp->counters.vxlan_rx_packets,
+        write_out(dp, dp->segments[v.index].fd, payload, &v, &dp->counters.vxlan_rx_packets,
                   &dp->counters.vxlan_rx_bytes);
     else
         dp->counters.drops[v.reason]++;

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include "bytes.h"
+#include "hashindex.h"
 #include "lispd_native.h"
 
 struct dp_tun {
@@ -31,6 +32,30 @@ struct dp_sendq {
     struct iovec iovs[LISPD_BATCH];
     struct sockaddr_in6 addrs[LISPD_BATCH]; /* large enough for either family */
 };
+
+/* One remembered ITR: its address as (hi, lo) like the FIB's keys. */
+struct dp_recent_itr {
+    uint64_t hi, lo;
+    uint64_t last_seen_ms;
+    uint64_t seq;           /* when it was last seen, in touches: breaks ties */
+    uint8_t family;
+};
+
+/* The recent-ITR table (native/recent.c): a dense array of at most
+ * LISPD_RECENT_ITRS entries and the open-addressing index over it. */
+struct dp_recent {
+    uint32_t size;
+    uint64_t seq;
+    struct dp_recent_itr entries[LISPD_RECENT_ITRS];
+    struct lispd_hi index;
+};
+
+int dp_recent_init(struct dp_recent *r);
+void dp_recent_free(struct dp_recent *r);
+
+/* address (4 or 16 octets of family) seen at now_ms. */
+void dp_recent_seen(struct dp_recent *r, uint8_t family, const uint8_t *address,
+                    uint64_t now_ms);
 
 struct lispd_dp {
     struct lispd_fib *mapcache;
@@ -57,6 +82,8 @@ struct lispd_dp {
     struct sockaddr_in6 rx_addrs[LISPD_BATCH];
     uint8_t rx_control[LISPD_BATCH][64];
     uint8_t scratch[1280];  /* an ICMP answer is built here */
+    uint8_t *inject;        /* LISPD_BUFFER octets for lispd_itr_inject */
+    struct dp_recent recent;
 };
 
 static inline size_t dp_addr_len(uint8_t family)

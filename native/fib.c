@@ -227,7 +227,8 @@ static int valid_key(const struct lispd_fib_key *key)
 
 static int valid_entry(const struct lispd_fib_entry *entry)
 {
-    if (entry->action > LISPD_ACT_LOCAL || entry->n_locators > LISPD_MAX_LOCATORS)
+    if (entry->action > LISPD_ACT_LOCAL || entry->reencap > 1 ||
+        entry->n_locators > LISPD_MAX_LOCATORS)
         return 0;
     if (entry->action == LISPD_ACT_ENCAP && entry->n_locators == 0)
         return 0;
@@ -244,6 +245,7 @@ static void entry_copy(struct lispd_fib_entry *dst, const struct lispd_fib_entry
 {
     memset(dst, 0, sizeof *dst);
     dst->action = src->action;
+    dst->reencap = src->reencap;
     dst->lsbs = src->lsbs;
     dst->n_locators = src->n_locators;
     for (uint32_t i = 0; i < src->n_locators; i++) {
@@ -346,13 +348,13 @@ uint32_t lispd_fib_size(const struct lispd_fib *fib)
     return fib->size;
 }
 
-const struct lispd_fib_entry *lispd_fib_lookup(struct lispd_fib *fib, uint32_t instance_id,
-                                               uint8_t family, const uint8_t *address,
-                                               struct lispd_fib_key *matched)
+/* The node of the longest prefix covering address, or NULL. */
+static struct fib_node *longest_match(const struct lispd_fib *fib, uint32_t instance_id,
+                                      uint8_t family, const uint8_t *address)
 {
     if ((family != LISPD_FAMILY_IPV4 && family != LISPD_FAMILY_IPV6) || instance_id > 0xffffffu)
         return NULL;
-    const struct fib_lengths *l = lengths_of(fib, family);
+    const struct fib_lengths *l = family == LISPD_FAMILY_IPV4 ? &fib->v4 : &fib->v6;
     uint64_t hi, lo;
     load_address(family, address, &hi, &lo);
     uint64_t base = make_w0(instance_id, family, 0);
@@ -362,18 +364,38 @@ const struct lispd_fib_entry *lispd_fib_lookup(struct lispd_fib *fib, uint32_t i
         uint64_t w0 = base | len;
         size_t i = probe(fib, key_hash(fib, w0, hi, lo), w0, hi, lo);
         uint32_t idx = lispd_hi_entry(&fib->index, i);
-        if (idx == LISPD_HI_NONE)
-            continue;
-        struct fib_node *n = &fib->nodes[idx];
-        if (n->qpos == NOT_QUEUED) {
-            n->qpos = fib->queued;
-            fib->queue[fib->queued++] = idx;
-        }
-        if (matched)
-            key_out(n, matched);
-        return &n->entry;
+        if (idx != LISPD_HI_NONE)
+            return &fib->nodes[idx];
     }
     return NULL;
+}
+
+const struct lispd_fib_entry *lispd_fib_lookup(struct lispd_fib *fib, uint32_t instance_id,
+                                               uint8_t family, const uint8_t *address,
+                                               struct lispd_fib_key *matched)
+{
+    struct fib_node *n = longest_match(fib, instance_id, family, address);
+    if (n == NULL)
+        return NULL;
+    if (n->qpos == NOT_QUEUED) {
+        n->qpos = fib->queued;
+        fib->queue[fib->queued++] = (uint32_t)(n - fib->nodes);
+    }
+    if (matched)
+        key_out(n, matched);
+    return &n->entry;
+}
+
+const struct lispd_fib_entry *lispd_fib_find(const struct lispd_fib *fib, uint32_t instance_id,
+                                             uint8_t family, const uint8_t *address,
+                                             struct lispd_fib_key *matched)
+{
+    const struct fib_node *n = longest_match(fib, instance_id, family, address);
+    if (n == NULL)
+        return NULL;
+    if (matched)
+        key_out(n, matched);
+    return &n->entry;
 }
 
 uint32_t lispd_fib_drain_used(struct lispd_fib *fib, struct lispd_fib_key *out, uint32_t cap)

@@ -2,10 +2,13 @@
  * lispd native core: the whole C surface, one header.
  *
  * Every function here has a pure-Python twin in the lispd package
- * (lispd.wire.inet, lispd.wire.data); tests check one against the other.
- * Multi-byte values in buffers are always network byte order; integers in
- * arguments and results are host values. Only the table and data-plane
- * constructors allocate; nothing else keeps a pointer past its return.
+ * (lispd.wire.inet, lispd.wire.data, lispd.dataplane.reference); tests
+ * check one against the other. Multi-byte values in buffers are always
+ * network byte order; integers in arguments and results are host values.
+ * Only the constructors and the tables (growing towards their limit)
+ * allocate; nothing keeps a pointer it was given past its return, and the
+ * only pointers handed out into C memory are a FIB lookup's and a miss's
+ * packet, each good until the change said at its declaration.
  *
  * This file is also fed to cffi's cdef, which is why it holds nothing but
  * declarations and the lines starting with '#' that the build script drops.
@@ -155,6 +158,10 @@ struct lispd_fib_key {
 
 struct lispd_fib_entry {
     uint8_t action;             /* LISPD_ACT_* */
+    uint8_t reencap;            /* 0 or 1. Map-cache ENCAP entry: an ETR that
+                                 * receives a packet for an EID of this prefix
+                                 * that is not local (any more) sends it on to
+                                 * the entry's locators (lispd_etr_process) */
     uint32_t lsbs;              /* database: the locator-status-bits to send */
     uint32_t n_locators;        /* ENCAP: 1..LISPD_MAX_LOCATORS */
     struct lispd_locator locators[8];
@@ -168,7 +175,8 @@ void lispd_fib_free(struct lispd_fib *fib);
 
 /* Insert or replace. Returns 0; -1 for an invalid key or entry (family,
  * prefix_len, bits past the prefix, instance-id over 24 bits, action,
- * n_locators, a locator family); -2 when the table is full. */
+ * reencap not 0/1, n_locators, a locator family); -2 when the table is
+ * full. */
 int lispd_fib_set(struct lispd_fib *fib, const struct lispd_fib_key *key,
                   const struct lispd_fib_entry *entry);
 
@@ -184,6 +192,12 @@ uint32_t lispd_fib_size(const struct lispd_fib *fib);
 const struct lispd_fib_entry *lispd_fib_lookup(struct lispd_fib *fib, uint32_t instance_id,
                                                uint8_t family, const uint8_t *address,
                                                struct lispd_fib_key *matched);
+
+/* As lispd_fib_lookup, but not a hit: for a look on behalf of a packet from
+ * outside that may come to nothing (the ETR's check for a moved EID). */
+const struct lispd_fib_entry *lispd_fib_find(const struct lispd_fib *fib, uint32_t instance_id,
+                                             uint8_t family, const uint8_t *address,
+                                             struct lispd_fib_key *matched);
 
 /* Copy out (at most cap) keys of entries hit since the last drain and forget
  * them: how Python learns which map-cache entries are in use. */
@@ -229,7 +243,7 @@ uint32_t lispd_fdb_size(const struct lispd_fdb *fdb);
 uint32_t lispd_fdb_dump(const struct lispd_fdb *fdb, struct lispd_fdb_entry *out, uint32_t cap);
 
 /* ===================================================================== *
- * The batched fast path (native/dataplane.c).                            *
+ * The batched fast path (native/steps.c, batch.c, recent.c).           *
  * Twin of the per-packet steps: lispd.dataplane.reference.               *
  * ===================================================================== */
 
@@ -241,7 +255,8 @@ enum {
     LISPD_MAX_SEGMENTS = 256,
     LISPD_MAX_FLOOD = 64,
     LISPD_LISP_PORT = 4341,
-    LISPD_VXLAN_PORT = 4789
+    LISPD_VXLAN_PORT = 4789,
+    LISPD_RECENT_ITRS = 256     /* outer sources the ETR remembers (SMR) */
 };
 
 /* Why a packet was dropped: the index into lispd_counters.drops. */
@@ -251,7 +266,10 @@ enum {
     LISPD_DROP_BAD_FLAGS = 2,       /* LISP N+V, K bits; VXLAN without I */
     LISPD_DROP_UNKNOWN_INSTANCE = 3,/* no TUN serves the instance-id */
     LISPD_DROP_NOT_LOCAL_EID = 4,   /* ETR: destination not a local EID */
-    LISPD_DROP_MISS = 5,            /* ITR: no map-cache entry */
+    LISPD_DROP_MISS = 5,            /* ITR: no map-cache entry, and nobody
+                                     * to hand the packet to (batch: more
+                                     * misses than misses_cap; inject: the
+                                     * caller gave up waiting) */
     LISPD_DROP_NEGATIVE = 6,        /* negative entry with action drop */
     LISPD_DROP_NATIVE_FORWARD = 7,  /* native-forward with no proxy-ETR */
     LISPD_DROP_TOO_BIG = 8,         /* does not fit and may not be answered */
@@ -263,20 +281,22 @@ enum {
     LISPD_DROP_NO_DESTINATION = 14, /* unknown MAC and nothing to flood to */
     LISPD_DROP_ECN = 15,            /* outer CE on a not-ECT inner (RFC 6040) */
     LISPD_DROP_NOT_OVERLAY = 16,    /* ITR: multicast or link-local destination */
-    LISPD_DROP_COUNT = 17
+    LISPD_DROP_TTL_EXPIRED = 17,    /* ETR re-encapsulation: no hop left */
+    LISPD_DROP_COUNT = 18
 };
 
 struct lispd_counters {
     uint64_t itr_packets, itr_bytes;        /* encapsulated and sent (outer bytes) */
     uint64_t etr_packets, etr_bytes;        /* decapsulated and written (inner bytes) */
+    uint64_t etr_reencap_packets, etr_reencap_bytes; /* re-encapsulated, sent (outer bytes) */
     uint64_t vxlan_tx_packets, vxlan_tx_bytes;
     uint64_t vxlan_rx_packets, vxlan_rx_bytes;
     uint64_t flood_copies;                  /* head-end replicas sent */
-    uint64_t misses;                        /* punted to Python */
+    uint64_t misses;                        /* missed packets handed to Python */
     uint64_t icmp_too_big, icmp_too_big_bytes;  /* answers written back */
     uint64_t fdb_learned, fdb_learn_full;   /* MACs added or moved; refused: full */
     uint64_t batches;                       /* wake-ups that moved something */
-    uint64_t drops[17];                     /* by LISPD_DROP_* */
+    uint64_t drops[18];                     /* by LISPD_DROP_* */
 };
 
 /* What to do with one packet (the result of a *_process step). */
@@ -284,7 +304,8 @@ enum {
     LISPD_VERDICT_SEND = 0,     /* send [offset, offset+length) to address */
     LISPD_VERDICT_WRITE = 1,    /* write [offset, offset+length) to device index */
     LISPD_VERDICT_DROP = 2,     /* reason says why */
-    LISPD_VERDICT_MISS = 3,     /* no entry: (instance, family, address) to Python */
+    LISPD_VERDICT_MISS = 3,     /* no entry: (instance, family, address) to Python;
+                                 * [offset, offset+length) is the packet */
     LISPD_VERDICT_FLOOD = 4     /* VXLAN: replicate to the segment's flood list */
 };
 
@@ -298,11 +319,25 @@ struct lispd_verdict {
     uint8_t address[16];        /* SEND: outer destination; MISS: the EID */
 };
 
-/* A miss handed to Python. */
+/* A missed packet handed to Python, which queues it while the EID is
+ * resolved (and sends it later with lispd_itr_inject). packet points into
+ * the data plane's own batch buffers: it is good until the next *_batch
+ * call on the same lispd_dp, so copy it out before anything else. */
 struct lispd_miss {
     uint32_t instance_id;
     uint8_t family;
-    uint8_t address[16];
+    uint8_t address[16];        /* the destination EID */
+    const uint8_t *packet;      /* the inner packet, as long as its header says */
+    uint32_t length;
+};
+
+/* What the ETR step knows of the outer packet. family 0: no source
+ * (nothing is remembered in the recent-ITR table). */
+struct lispd_outer {
+    uint8_t ttl;                /* TTL / hop limit */
+    uint8_t tos;                /* TOS / traffic class */
+    uint8_t family;             /* of source: LISPD_FAMILY_IPV4/_IPV6, or 0 */
+    uint8_t source[16];         /* the sending ITR's RLOC */
 };
 
 struct lispd_dp;
@@ -347,17 +382,44 @@ int lispd_dp_set_flood(struct lispd_dp *dp, uint32_t segment,
  * (source port from the flow hash, destination 4341) and LISP header (N bit
  * with nonce; I + instance-id when not 0; L + the source EID's
  * locator-status-bits when it is a local EID) have been written in front of
- * it. On WRITE the buffer holds an ICMP too-big answer for the TUN. */
+ * it. On WRITE the buffer holds an ICMP too-big answer for the TUN. On MISS
+ * [offset, offset+length) is the packet, trailing octets past its own
+ * length left out. */
 void lispd_itr_process(struct lispd_dp *dp, uint32_t tun, uint8_t *buf, size_t cap,
                        size_t offset, size_t length, uint32_t nonce, struct lispd_verdict *v);
 
-/* ETR step: the UDP payload (LISP header + inner packet) at buf[0, length)
- * that arrived with the outer TTL/hop limit and TOS/traffic class given. On
- * WRITE the inner packet (TTL lowered to the outer one when that is smaller,
- * its ECN field set by RFC 6040 section 4.2) is at [offset, offset+length)
- * for TUN index. */
-void lispd_etr_process(struct lispd_dp *dp, uint8_t *buf, size_t length, uint8_t outer_ttl,
-                       uint8_t outer_tos, struct lispd_verdict *v);
+/* ETR step: the UDP payload (LISP header + inner packet) at
+ * buf[offset, offset+length), with LISPD_HEADROOM free in front of it, that
+ * arrived with the outer fields given. On WRITE the inner packet (TTL
+ * lowered to the outer one when that is smaller, its ECN field set by RFC
+ * 6040 section 4.2) is at [offset, offset+length) for TUN index.
+ *
+ * A destination that is not a local EID is dropped (not_local_eid: an ETR
+ * is no open relay) unless the map-cache holds an ENCAP entry with reencap
+ * set for it in the packet's instance: an EID that moved away. Then the
+ * inner packet, its TTL the smaller of inner and outer less one (a router
+ * hop: two nodes that point at each other cannot loop a packet forever;
+ * ttl_expired when nothing is left) and its ECN field as on WRITE, is
+ * encapsulated as the ITR step does (locator by the flow hash, nonce, the
+ * received instance-id, L bit for a local source EID, outer TTL/TOS the
+ * inner ones) and SEND says where; one that does not fit the underlay MTU
+ * is dropped as too_big (no ICMP: its source is not behind this node).
+ *
+ * On WRITE and SEND the outer source (when outer->family is 4 or 6) is
+ * remembered as a recent ITR, last seen now_ms (lispd_dp_recent_itrs). */
+void lispd_etr_process(struct lispd_dp *dp, uint8_t *buf, size_t cap, size_t offset,
+                       size_t length, const struct lispd_outer *outer, uint64_t now_ms,
+                       uint32_t nonce, struct lispd_verdict *v);
+
+/* The recent ITRs: outer sources of LISP data packets the ETR step
+ * decapsulated (written to a TUN or re-encapsulated), at most
+ * LISPD_RECENT_ITRS of them; a new one when full replaces the one seen
+ * least recently (the earliest remembered of those seen at the same ms).
+ * Copies out (at most cap) those last seen at or after since_ms, most
+ * recent first, family and address filled, weight 0; returns how many.
+ * Who to send a Solicit-Map-Request to (RFC 9301 section 6.6.2). */
+uint32_t lispd_dp_recent_itrs(const struct lispd_dp *dp, uint64_t since_ms,
+                              struct lispd_locator *out, uint32_t cap);
 
 /* VXLAN transmit step: the frame at buf[offset, offset+length) read from
  * segment's TAP. SEND: outer headers written for the known VTEP. FLOOD: the
@@ -379,11 +441,30 @@ void lispd_vxlan_rx_process(struct lispd_dp *dp, uint8_t *buf, size_t length, ui
                             const uint8_t *source, uint64_t now_ms, struct lispd_verdict *v);
 
 /* I/O: each moves at most LISPD_BATCH packets and returns how many it
- * read, or -1 with errno for a read error other than EAGAIN. */
+ * read, or -1 with errno for a read error other than EAGAIN.
+ *
+ * lispd_itr_batch hands every missed packet over as one lispd_miss (no
+ * dedup: each packet is one to queue), up to misses_cap of them (give it
+ * LISPD_BATCH and none is lost; past the cap they are dropped as miss).
+ * lispd_etr_batch sends re-encapsulated packets on the raw sockets and
+ * remembers recent ITRs at now_ms. Datagrams are received LISPD_HEADROOM
+ * into the buffers, so re-encapsulation builds in place. */
 int lispd_itr_batch(struct lispd_dp *dp, uint32_t tun, struct lispd_miss *misses,
                     uint32_t misses_cap, uint32_t *n_misses);
-int lispd_etr_batch(struct lispd_dp *dp, int udp_fd);
+int lispd_etr_batch(struct lispd_dp *dp, int udp_fd, uint64_t now_ms);
 int lispd_vxlan_tx_batch(struct lispd_dp *dp, uint32_t segment);
 int lispd_vxlan_rx_batch(struct lispd_dp *dp, int udp_fd, uint64_t now_ms);
+
+/* Send one packet of TUN tun that waited for its mapping: copied into a
+ * buffer of the data plane's own (not the batch buffers: misses of the last
+ * batch stay good), the ITR step run with a fresh nonce, and then at once:
+ * SEND through the raw socket of its family (itr_packets/itr_bytes; a
+ * refused send becomes DROP send_error), WRITE (ICMP too-big) to the TUN
+ * (icmp_too_big; a failed write becomes DROP write_error), MISS counted as
+ * drops[MISS] (still no mapping: the caller gave up on it), DROP by reason.
+ * A packet longer than LISPD_BUFFER - LISPD_HEADROOM is DROP too_big.
+ * Returns v->verdict, the final outcome. */
+int lispd_itr_inject(struct lispd_dp *dp, uint32_t tun, const uint8_t *packet, size_t length,
+                     struct lispd_verdict *v);
 
 #endif

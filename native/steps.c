@@ -191,6 +191,62 @@ static void answer_too_big(struct lispd_dp *dp, uint32_t tun, uint8_t *buf, size
     v->length = (uint32_t)n;
 }
 
+/* Where lisp_encap left a packet that does not fit: the most the inner
+ * packet may be, 0 when nothing fits. */
+enum { ENCAP_DONE = 0, ENCAP_TOO_BIG = 1 };
+
+/* RFC 9300 5.3: encapsulate the inner packet at buf + offset (in describes
+ * it) towards a locator of entry e, in instance iid. On ENCAP_DONE v holds
+ * SEND or a drop; on ENCAP_TOO_BIG *fits is the largest inner packet that
+ * would have fit and the caller decides (ICMP answer or drop). */
+static int lisp_encap(struct lispd_dp *dp, uint8_t *buf, size_t cap, size_t offset,
+                      const struct inner *in, uint32_t iid, const struct lispd_fib_entry *e,
+                      uint32_t nonce, size_t *fits, struct lispd_verdict *v)
+{
+    uint32_t hash = lispd_flow_hash(buf + offset, in->length);
+    const struct lispd_locator *rloc = choose_locator(e, hash);
+    const uint8_t *source = rloc->family == LISPD_FAMILY_IPV4 ? (dp->has_rloc4 ? dp->rloc4 : NULL)
+                                                              : (dp->has_rloc6 ? dp->rloc6 : NULL);
+    if (source == NULL) {
+        drop(v, LISPD_DROP_NO_RLOC);
+        return ENCAP_DONE;
+    }
+    size_t overhead = outer_ip_length(rloc->family) + UDP_HEADER + LISP_HEADER;
+    size_t limit = outer_limit(dp->mtu, rloc->family);
+    if (in->length + overhead > limit) {
+        *fits = limit > overhead ? limit - overhead : 0;
+        return ENCAP_TOO_BIG;
+    }
+    if (offset < overhead) {
+        drop(v, LISPD_DROP_TRUNCATED);
+        return ENCAP_DONE;
+    }
+
+    uint8_t flags = LISP_FLAG_N;
+    uint32_t lsbs = 0;
+    if (iid != 0)
+        flags |= LISP_FLAG_I;
+    const struct lispd_fib_entry *local =
+        lispd_fib_lookup(dp->database, iid, in->family, in->source, NULL);
+    if (local != NULL && local->action == LISPD_ACT_LOCAL) {
+        flags |= LISP_FLAG_L;
+        lsbs = local->lsbs;
+    }
+    size_t lisp_off = offset - LISP_HEADER;
+    lispd_lisp_header_write(buf, cap, lisp_off, flags, nonce & 0xFFFFFF, iid, lsbs);
+    /* RFC 9300 5.3: the inner TTL and TOS (ECN included, RFC 6040 normal
+     * mode) are copied to the outer header. */
+    size_t ip_off = write_outer(buf, cap, lisp_off, in->length + LISP_HEADER, rloc->family, source,
+                                rloc->address, (uint16_t)(SOURCE_PORT_BASE | (hash & SOURCE_PORT_MASK)),
+                                LISPD_LISP_PORT, in->tos, in->ttl, hash & 0xFFFFF);
+    v->verdict = LISPD_VERDICT_SEND;
+    v->offset = (uint32_t)ip_off;
+    v->length = (uint32_t)(in->length + overhead);
+    v->family = rloc->family;
+    memcpy(v->address, rloc->address, dp_addr_len(rloc->family));
+    return ENCAP_DONE;
+}
+
 void lispd_itr_process(struct lispd_dp *dp, uint32_t tun, uint8_t *buf, size_t cap,
                        size_t offset, size_t length, uint32_t nonce, struct lispd_verdict *v)
 {
@@ -217,10 +273,13 @@ void lispd_itr_process(struct lispd_dp *dp, uint32_t tun, uint8_t *buf, size_t c
     const struct lispd_fib_entry *e =
         lispd_fib_lookup(dp->mapcache, iid, in.family, in.destination, NULL);
     if (e == NULL || e->action == LISPD_ACT_PUNT) {
+        /* The packet goes along, so Python can send it once resolved. */
         v->verdict = LISPD_VERDICT_MISS;
         v->instance_id = iid;
         v->family = in.family;
         memcpy(v->address, in.destination, dp_addr_len(in.family));
+        v->offset = (uint32_t)offset;
+        v->length = (uint32_t)in.length;
         return;
     }
     if (e->action == LISPD_ACT_NATIVE) {
@@ -231,50 +290,13 @@ void lispd_itr_process(struct lispd_dp *dp, uint32_t tun, uint8_t *buf, size_t c
         drop(v, LISPD_DROP_NEGATIVE);
         return;
     }
-    uint32_t hash = lispd_flow_hash(buf + offset, in.length);
-    const struct lispd_locator *rloc = choose_locator(e, hash);
-    const uint8_t *source = rloc->family == LISPD_FAMILY_IPV4 ? (dp->has_rloc4 ? dp->rloc4 : NULL)
-                                                              : (dp->has_rloc6 ? dp->rloc6 : NULL);
-    if (source == NULL) {
-        drop(v, LISPD_DROP_NO_RLOC);
-        return;
-    }
-    size_t overhead = outer_ip_length(rloc->family) + UDP_HEADER + LISP_HEADER;
-    size_t limit = outer_limit(dp->mtu, rloc->family);
-    if (in.length + overhead > limit) {
-        if (in.dont_fragment && limit > overhead)
-            answer_too_big(dp, tun, buf, cap, offset, &in, limit - overhead, v);
+    size_t fits;
+    if (lisp_encap(dp, buf, cap, offset, &in, iid, e, nonce, &fits, v) == ENCAP_TOO_BIG) {
+        if (in.dont_fragment && fits > 0)
+            answer_too_big(dp, tun, buf, cap, offset, &in, fits, v);
         else
             drop(v, LISPD_DROP_TOO_BIG);
-        return;
     }
-    if (offset < overhead) {
-        drop(v, LISPD_DROP_TRUNCATED);
-        return;
-    }
-
-    uint8_t flags = LISP_FLAG_N;
-    uint32_t lsbs = 0;
-    if (iid != 0)
-        flags |= LISP_FLAG_I;
-    const struct lispd_fib_entry *local =
-        lispd_fib_lookup(dp->database, iid, in.family, in.source, NULL);
-    if (local != NULL && local->action == LISPD_ACT_LOCAL) {
-        flags |= LISP_FLAG_L;
-        lsbs = local->lsbs;
-    }
-    size_t lisp_off = offset - LISP_HEADER;
-    lispd_lisp_header_write(buf, cap, lisp_off, flags, nonce & 0xFFFFFF, iid, lsbs);
-    /* RFC 9300 5.3: the inner TTL and TOS (ECN included, RFC 6040 normal
-     * mode) are copied to the outer header. */
-    size_t ip_off = write_outer(buf, cap, lisp_off, in.length + LISP_HEADER, rloc->family, source,
-                                rloc->address, (uint16_t)(SOURCE_PORT_BASE | (hash & SOURCE_PORT_MASK)),
-                                LISPD_LISP_PORT, in.tos, in.ttl, hash & 0xFFFFF);
-    v->verdict = LISPD_VERDICT_SEND;
-    v->offset = (uint32_t)ip_off;
-    v->length = (uint32_t)(in.length + overhead);
-    v->family = rloc->family;
-    memcpy(v->address, rloc->address, dp_addr_len(rloc->family));
 }
 
 static int find_tun(const struct lispd_dp *dp, uint32_t instance_id)
@@ -299,76 +321,114 @@ static int decapsulated_ecn(int inner, int outer)
     return inner;
 }
 
-/* RFC 9300 5.3: the inner TTL becomes the outer one when that is smaller;
- * RFC 6040 for ECN. The IPv4 checksum is updated, not recomputed. Returns 0,
- * or -1 when RFC 6040 says drop. */
-static int merge_outer_fields(uint8_t *p, const struct inner *in, uint8_t outer_ttl,
-                              uint8_t outer_tos)
+/* Set the inner packet's ECN field and TTL / hop limit; the IPv4 checksum
+ * is updated (RFC 1624), not recomputed. */
+static void set_ecn_ttl(uint8_t *p, struct inner *in, int ecn, uint8_t ttl)
 {
-    int ecn = decapsulated_ecn(in->tos & ECN_MASK, outer_tos & ECN_MASK);
-    if (ecn < 0)
-        return -1;
     if (in->family == LISPD_FAMILY_IPV4) {
         uint16_t check = get_be16(p + 10);
         uint16_t old = get_be16(p);
         p[1] = (uint8_t)((p[1] & ~ECN_MASK) | ecn);
         check = lispd_csum_update16(check, old, get_be16(p));
-        if (outer_ttl < p[8]) {
+        if (ttl != p[8]) {
             old = get_be16(p + 8);
-            p[8] = outer_ttl;
+            p[8] = ttl;
             check = lispd_csum_update16(check, old, get_be16(p + 8));
         }
         put_be16(p + 10, check);
-        return 0;
+    } else {
+        /* The traffic class straddles octets 0 and 1; ECN is its low two bits. */
+        p[1] = (uint8_t)((p[1] & ~(ECN_MASK << 4)) | (ecn << 4));
+        p[7] = ttl;
     }
-    /* The traffic class straddles octets 0 and 1; ECN is its low two bits. */
-    p[1] = (uint8_t)((p[1] & ~(ECN_MASK << 4)) | (ecn << 4));
-    if (outer_ttl < p[7])
-        p[7] = outer_ttl;
-    return 0;
+    in->tos = (uint8_t)((in->tos & ~ECN_MASK) | ecn);
+    in->ttl = ttl;
 }
 
-void lispd_etr_process(struct lispd_dp *dp, uint8_t *buf, size_t length, uint8_t outer_ttl,
-                       uint8_t outer_tos, struct lispd_verdict *v)
+/* The destination is no local EID: re-encapsulate towards where it moved
+ * when the map-cache says so (reencap), else drop (no open relay). The
+ * inner packet is at buf + offset. */
+static void reencapsulate(struct lispd_dp *dp, uint8_t *buf, size_t cap, size_t offset,
+                          struct inner *in, uint32_t iid, const struct lispd_outer *outer,
+                          uint32_t nonce, struct lispd_verdict *v)
+{
+    /* Only a packet that is sent on counts as use of the entry: anyone can
+     * send packets for EIDs that are not here, and they must not keep
+     * map-cache entries refreshed. */
+    const struct lispd_fib_entry *e =
+        lispd_fib_find(dp->mapcache, iid, in->family, in->destination, NULL);
+    if (e == NULL || e->action != LISPD_ACT_ENCAP || !e->reencap || e->n_locators == 0) {
+        drop(v, LISPD_DROP_NOT_LOCAL_EID);
+        return;
+    }
+    e = lispd_fib_lookup(dp->mapcache, iid, in->family, in->destination, NULL);
+    /* Decapsulation first (RFC 6040, RFC 9300 5.3), then one hop. */
+    int ecn = decapsulated_ecn(in->tos & ECN_MASK, outer->tos & ECN_MASK);
+    if (ecn < 0) {
+        drop(v, LISPD_DROP_ECN);
+        return;
+    }
+    uint8_t ttl = outer->ttl < in->ttl ? outer->ttl : in->ttl;
+    if (ttl <= 1) {
+        drop(v, LISPD_DROP_TTL_EXPIRED);
+        return;
+    }
+    set_ecn_ttl(buf + offset, in, ecn, (uint8_t)(ttl - 1));
+    size_t fits;
+    if (lisp_encap(dp, buf, cap, offset, in, iid, e, nonce, &fits, v) == ENCAP_TOO_BIG)
+        drop(v, LISPD_DROP_TOO_BIG);
+}
+
+void lispd_etr_process(struct lispd_dp *dp, uint8_t *buf, size_t cap, size_t offset,
+                       size_t length, const struct lispd_outer *outer, uint64_t now_ms,
+                       uint32_t nonce, struct lispd_verdict *v)
 {
     memset(v, 0, sizeof *v);
-    if (length < LISP_HEADER) {
+    if (offset > cap || length > cap - offset || length < LISP_HEADER) {
         drop(v, LISPD_DROP_TRUNCATED);
         return;
     }
-    uint8_t flags = buf[0];
+    const uint8_t *lisp = buf + offset;
+    uint8_t flags = lisp[0];
     /* N and V exclude each other (RFC 9300 5.3); K bits mean LISP-crypto. */
     if (((flags & LISP_FLAG_N) && (flags & LISP_FLAG_V)) || (flags & LISP_FLAG_K)) {
         drop(v, LISPD_DROP_BAD_FLAGS);
         return;
     }
-    uint32_t iid = (flags & LISP_FLAG_I) ? get_be24(buf + 4) : 0;
+    uint32_t iid = (flags & LISP_FLAG_I) ? get_be24(lisp + 4) : 0;
     int tun = find_tun(dp, iid);
     if (tun < 0) {
         drop(v, LISPD_DROP_UNKNOWN_INSTANCE);
         return;
     }
+    size_t inner_off = offset + LISP_HEADER;
     struct inner in;
-    int32_t bad = parse_inner(buf + LISP_HEADER, length - LISP_HEADER, 1, &in);
+    int32_t bad = parse_inner(buf + inner_off, length - LISP_HEADER, 1, &in);
     if (bad != PARSED) {
         drop(v, bad);
         return;
     }
-    /* An ETR is not an open relay: only this node's EIDs, in that instance. */
+    /* Only this node's EIDs, in that instance; else maybe where one went. */
     const struct lispd_fib_entry *local =
         lispd_fib_lookup(dp->database, iid, in.family, in.destination, NULL);
     if (local == NULL || local->action != LISPD_ACT_LOCAL) {
-        drop(v, LISPD_DROP_NOT_LOCAL_EID);
-        return;
+        reencapsulate(dp, buf, cap, inner_off, &in, iid, outer, nonce, v);
+    } else {
+        int ecn = decapsulated_ecn(in.tos & ECN_MASK, outer->tos & ECN_MASK);
+        if (ecn < 0) {
+            drop(v, LISPD_DROP_ECN);
+            return;
+        }
+        set_ecn_ttl(buf + inner_off, &in, ecn, outer->ttl < in.ttl ? outer->ttl : in.ttl);
+        v->verdict = LISPD_VERDICT_WRITE;
+        v->index = (uint32_t)tun;
+        v->offset = (uint32_t)inner_off;
+        v->length = (uint32_t)in.length;
     }
-    if (merge_outer_fields(buf + LISP_HEADER, &in, outer_ttl, outer_tos) < 0) {
-        drop(v, LISPD_DROP_ECN);
-        return;
-    }
-    v->verdict = LISPD_VERDICT_WRITE;
-    v->index = (uint32_t)tun;
-    v->offset = LISP_HEADER;
-    v->length = (uint32_t)in.length;
+    /* Whoever sent what was taken in is an ITR that may need an SMR. */
+    if (v->verdict != LISPD_VERDICT_DROP &&
+        (outer->family == LISPD_FAMILY_IPV4 || outer->family == LISPD_FAMILY_IPV6))
+        dp_recent_seen(&dp->recent, outer->family, outer->source, now_ms);
 }
 
 void lispd_vxlan_encap(struct lispd_dp *dp, uint32_t segment, uint8_t *buf, size_t cap,

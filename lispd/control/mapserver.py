@@ -2,8 +2,10 @@
 
 The machine is fed the payload of each UDP datagram that arrived on the LISP
 control port with its source and ``now`` (monotonic seconds), and answers
-with the datagrams to send (lispd.control.events.Datagram). ``expire(now)``
-is called when ``next_timer()`` comes due. It owns no socket and no clock.
+with the datagrams to send (lispd.control.events.Datagram). ``timer(now)``
+(also called ``expire``) is called when ``next_timer()`` comes due. It owns
+no socket and no clock. Every input that is refused changes nothing and is
+counted by reason in ``counters``.
 
 Map-Server side (RFC 9301 section 8.2; message in section 5.6):
 
@@ -11,20 +13,22 @@ Map-Server side (RFC 9301 section 8.2; message in section 5.6):
   eid-prefixes cover its records (the longest covering site prefix picks the
   site); every record must lie within that site's eid-prefixes, and be no
   more specific than one of them unless the site accepts more specifics.
-  Any failure changes nothing and is counted by reason (``counters``):
-  "malformed", "unknown_key_id", "outside_site", "bad_auth",
+  Refusals: "malformed", "unknown_key_id", "outside_site", "bad_auth",
   "more_specific_refused".
-- The registration table is keyed by (instance-id, EID prefix) (an EidPrefix
-  carries both). An entry expires 3 x ``register_interval`` after its last
-  refresh (section 8.2: a Map-Server times out a registration after three
-  missed Map-Registers); a record with TTL 0 deregisters it at once.
-  The last registrant of a prefix wins (no merging of locator sets).
+- The registration table (lispd.control.registrations) is keyed by
+  (instance-id, EID prefix). An entry expires 3 x ``register_interval``
+  after its last refresh (section 8.2: three missed Map-Registers); a record
+  with TTL 0 deregisters it at once, but only when it comes from the
+  registrant or names the registered RLOCs ("deregister_ignored" otherwise:
+  a displaced xTR shutting down must not remove the mapping that replaced
+  it). The last registrant of a prefix wins (no merging of locator sets).
 - Want-map-notify (M bit): a Map-Notify (section 5.7) with the same nonce and
   the registered records, signed with the site key under the Key ID of the
   Map-Register, goes back to the source address and port of the Map-Register.
 - Mobility: when a registration with a different set of RLOCs takes over a
   prefix from another registrant, that previous registrant gets a Map-Notify
-  too (a fresh nonce, the new records), so it learns that the EID moved.
+  too (a fresh nonce, the new records), so it learns that the EID moved. It
+  is sent again until acknowledged (below).
 
 Map-Resolver side (RFC 9301 section 8.3; ECM in section 5.8):
 
@@ -41,31 +45,59 @@ Map-Resolver side (RFC 9301 section 8.3; ECM in section 5.8):
   minutes (section 8.3), whose prefix is the largest that covers the EID and
   no registered prefix of the same instance and family (``negative_prefix``).
 
-Anything that fails to decode is counted as "malformed" and answered with
-nothing; control messages the machine has no use for are counted as
-"unexpected".
+Publish/subscribe (RFC 9437; lispd.control.subscriptions): a Map-Request
+whose first record has the N bit subscribes its xTR-ID to the prefix; the
+subscriber is sent the mapping now and whenever the registration covering
+the prefix changes, signed with the key of the site the xTR-ID registered
+with. ``subscriptions()`` lists them.
+
+Every Map-Notify the Map-Server sends on its own (to a displaced registrant,
+to a subscriber) is sent again every 1 s, 3 times at most, until a
+Map-Notify-Ack with its nonce and a valid HMAC arrives (RFC 9301 section
+5.7; lispd.control.notifier). ``timer(now)`` does the retransmissions and
+expiries, and ``next_timer()`` includes them.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 
 from lispd.control.events import Datagram
+from lispd.control.notifier import DEFAULT_MAX_PENDING, Notifier
+from lispd.control.registrations import (
+    NEGATIVE_TTL_MINUTES,
+    Registration,
+    RegistrationTable,
+    Site,
+    address_value,
+    admit,
+    eid_of,
+    negative_record,
+    published,
+)
+from lispd.control.subscriptions import (
+    DEFAULT_MAX_SUBSCRIPTIONS,
+    SUBSCRIPTION_LIFETIME,
+    Changes,
+    Publisher,
+    Subscription,
+)
 from lispd.mapcache import EidAddress, EidPrefix
 from lispd.wire import DecodeError, EncodeError, auth
-from lispd.wire.address import Address, InstanceIdAddress, MacAddress, address_bits
+from lispd.wire.address import address_bits
 from lispd.wire.control import LISP_CONTROL_PORT, decode, encode
 from lispd.wire.messages import (
     EncapsulatedControlMessage,
     MapNotify,
+    MapNotifyAck,
     MapRegister,
     MapReply,
     MapRequest,
 )
-from lispd.wire.records import Action, MappingRecord
+from lispd.wire.records import MappingRecord
 
 __all__ = [
     "DEFAULT_REGISTER_INTERVAL",
@@ -73,6 +105,7 @@ __all__ = [
     "MapServer",
     "Registration",
     "Site",
+    "Subscription",
     "negative_prefix",
 ]
 
@@ -82,91 +115,21 @@ DEFAULT_REGISTER_INTERVAL = 60.0
 EXPIRY_FACTOR = 3
 """A registration lives this many register intervals past its last refresh."""
 
-NEGATIVE_TTL_MINUTES = 15
-"""Record TTL of a negative Map-Reply for non-registered space (section 8.3)."""
-
 RlocAddress = IPv4Address | IPv6Address
-
-
-@dataclass(frozen=True)
-class Site:
-    """A configured site: who may register what, with which shared key."""
-
-    name: str
-    key: bytes
-    eid_prefixes: tuple[EidPrefix, ...]
-    accept_more_specifics: bool = False
-
-
-@dataclass(frozen=True)
-class Registration:
-    """One entry of the registration table (RFC 9301 section 8.2)."""
-
-    prefix: EidPrefix
-    site: str
-    record: MappingRecord
-    source: RlocAddress
-    source_port: int
-    key_id: int
-    proxy_reply: bool
-    want_map_notify: bool
-    registered_at: float
-    refreshed_at: float
-    expires_at: float
-    xtr_id: int | None = None
-    site_id: int | None = None
-
-    @property
-    def rlocs(self) -> frozenset[Address]:
-        return frozenset(loc.locator for loc in self.record.locators)
 
 
 def _random_nonce() -> int:
     return secrets.randbits(64)
 
 
-# -- prefixes between the wire and the table -----------------------------------
-
-
-def _split(address: Address) -> tuple[int, Address]:
-    """Instance-id and inner address of a wire EID (plain addresses are instance 0)."""
-    if isinstance(address, InstanceIdAddress):
-        return address.instance_id, address.address
-    return 0, address
-
-
-def _eid(address: Address) -> tuple[int, EidAddress]:
-    instance_id, inner = _split(address)
-    if not isinstance(inner, IPv4Address | IPv6Address | MacAddress):
-        raise ValueError(f"not an EID address: {address!r}")
-    return instance_id, inner
-
-
-def _prefix_of(address: Address, mask_len: int) -> EidPrefix:
-    """The EidPrefix of a wire EID prefix; ValueError/TypeError when it is none."""
-    instance_id, inner = _eid(address)
-    return EidPrefix.of(instance_id, inner, mask_len)
-
-
-def _wire_eid(prefix: EidPrefix) -> Address:
-    if prefix.instance_id == 0:
-        return prefix.address
-    return InstanceIdAddress(prefix.instance_id, prefix.address)
-
-
-def _value(address: EidAddress) -> int:
-    if isinstance(address, MacAddress):
-        return int.from_bytes(address.octets, "big")
-    return int(address)
-
-
-def _bits(address: EidAddress) -> int:
-    return address_bits(address)
-
-
-def _inside(outer: EidPrefix, inner: EidPrefix) -> bool:
-    """Whether inner lies within outer (same instance and family, at least as long)."""
-    return inner.length >= outer.length and outer.covers(inner.instance_id, inner.address)
+def _order(prefix: EidPrefix) -> tuple[int, int, int, int]:
+    """Display order: instance, family, address, length."""
+    return (
+        prefix.instance_id,
+        address_bits(prefix.address),
+        address_value(prefix.address),
+        prefix.length,
+    )
 
 
 def negative_prefix(
@@ -181,15 +144,18 @@ def negative_prefix(
     one bit longer than the largest such bound (0 when there is none). The
     caller makes sure address is not itself covered by a registered prefix
     (then no such prefix exists and the host route is returned).
+
+    This is the reference; the Map-Server uses PrefixIndex.negative, which
+    gives the same answer from the two neighbours of address in its index.
     """
-    bits = _bits(address)
-    value = _value(address)
+    bits = address_bits(address)
+    value = address_value(address)
     family = type(address)
     length = 0
     for prefix in registered:
         if prefix.instance_id != instance_id or type(prefix.address) is not family:
             continue
-        common = bits - (value ^ _value(prefix.address)).bit_length()
+        common = bits - (value ^ address_value(prefix.address)).bit_length()
         length = max(length, min(common, prefix.length) + 1)
     return EidPrefix.of(instance_id, address, min(length, bits))
 
@@ -198,13 +164,17 @@ def negative_prefix(
 
 
 class MapServer:
-    """Map-Server and Map-Resolver (RFC 9301 sections 8.2 and 8.3), sans-IO."""
+    """Map-Server and Map-Resolver (RFC 9301 sections 8.2 and 8.3, RFC 9437), sans-IO."""
 
     def __init__(
         self,
         sites: tuple[Site, ...],
         register_interval: float = DEFAULT_REGISTER_INTERVAL,
         nonces: Callable[[], int] = _random_nonce,
+        *,
+        max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
+        subscription_lifetime: float = SUBSCRIPTION_LIFETIME,
+        max_pending_notifies: int = DEFAULT_MAX_PENDING,
     ) -> None:
         if not register_interval > 0:
             raise ValueError(f"register interval {register_interval} must be > 0")
@@ -212,7 +182,14 @@ class MapServer:
         self.register_interval = register_interval
         self.counters: dict[str, int] = {}
         self._nonces = nonces
-        self._table: dict[EidPrefix, Registration] = {}
+        self._sites_by_name = {site.name: site for site in sites}
+        self._table = RegistrationTable()
+        self._notifier = Notifier(max_pending_notifies, count=self._count)
+        self._publisher = Publisher(
+            self._table, self._sites_by_name, self._notifier,
+            sign=self._signed, count=self._count,
+            limit=max_subscriptions, lifetime=subscription_lifetime,
+        )
 
     # -- inputs ----------------------------------------------------------------
 
@@ -227,80 +204,61 @@ class MapServer:
             return []
         if isinstance(message, MapRegister):
             return self._map_register(message, payload, source, source_port, now)
+        if isinstance(message, MapNotifyAck):
+            self._map_notify_ack(message, payload)
+            return []
         if isinstance(message, EncapsulatedControlMessage) and isinstance(
             message.message, MapRequest
         ):
-            return self._map_request(message, message.message)
+            return self._map_request(message, message.message, now)
         self._count("unexpected")
         return []
 
+    def timer(self, now: float) -> list[Datagram]:
+        """Expire registrations and subscriptions, send the retransmissions due."""
+        expired = self._table.expire(now)
+        for _ in expired:
+            self._count("expired")
+        out = self._publisher.publish([(r.prefix, None) for r in expired], now)
+        self._publisher.expire(now)
+        again, given_up = self._notifier.due(now)
+        for _ in again:
+            self._count("map_notify_retransmitted")
+        for pending in given_up:
+            self._count("map_notify_unacknowledged")
+            if isinstance(pending.key, tuple):
+                self._publisher.unacknowledged(pending.key)
+        return out + again
+
     def expire(self, now: float) -> list[Datagram]:
-        """Forget registrations whose time has come (nothing is sent)."""
-        for prefix, registration in list(self._table.items()):
-            if registration.expires_at <= now:
-                del self._table[prefix]
-                self._count("expired")
-        return []
+        """The same as timer(now)."""
+        return self.timer(now)
 
     def next_timer(self) -> float | None:
-        """When expire() next has work to do, or None."""
-        return min((r.expires_at for r in self._table.values()), default=None)
+        """When timer() next has work to do, or None."""
+        times = (
+            self._table.next_expiry(),
+            self._publisher.table.next_expiry(),
+            self._notifier.next_due(),
+        )
+        return min((t for t in times if t is not None), default=None)
 
     def registrations(self) -> tuple[Registration, ...]:
         """The registration table, for display (by instance, family, address, length)."""
-        return tuple(
-            sorted(
-                self._table.values(),
-                key=lambda r: (
-                    r.prefix.instance_id,
-                    _bits(r.prefix.address),
-                    _value(r.prefix.address),
-                    r.prefix.length,
-                ),
-            )
-        )
+        return tuple(sorted(self._table.values(), key=lambda r: _order(r.prefix)))
 
-    # -- Map-Register (section 8.2) --------------------------------------------
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """The subscriptions, for display (by instance, family, address, length, xTR-ID)."""
+        return self._publisher.subscriptions()
+
+    def pending_notifies(self) -> int:
+        """How many Map-Notifies await their Map-Notify-Ack."""
+        return len(self._notifier)
 
     def _count(self, what: str) -> None:
         self.counters[what] = self.counters.get(what, 0) + 1
 
-    def _site_for(self, prefix: EidPrefix) -> tuple[Site, EidPrefix] | None:
-        best: tuple[Site, EidPrefix] | None = None
-        for site in self.sites:
-            for site_prefix in site.eid_prefixes:
-                if _inside(site_prefix, prefix) and (
-                    best is None or site_prefix.length > best[1].length
-                ):
-                    best = (site, site_prefix)
-        return best
-
-    def _admit(self, message: MapRegister, payload: bytes) -> tuple[Site, list[EidPrefix]] | str:
-        """The site and record prefixes of an acceptable Map-Register, or why not."""
-        if not message.records:
-            return "malformed"
-        try:
-            prefixes = [_prefix_of(r.eid_prefix, r.mask_len) for r in message.records]
-        except (ValueError, TypeError):
-            return "malformed"
-        if message.key_id not in (auth.KeyId.HMAC_SHA1_96, auth.KeyId.HMAC_SHA256_128):
-            return "unknown_key_id"
-        found = self._site_for(prefixes[0])
-        if found is None:
-            return "outside_site"
-        site = found[0]
-        try:
-            if not auth.verify(payload, site.key):
-                return "bad_auth"
-        except DecodeError:
-            return "bad_auth"
-        for prefix in prefixes:
-            covering = [p for p in site.eid_prefixes if _inside(p, prefix)]
-            if not covering:
-                return "outside_site"
-            if not site.accept_more_specifics and all(p.length < prefix.length for p in covering):
-                return "more_specific_refused"
-        return site, prefixes
+    # -- Map-Register (section 8.2) --------------------------------------------
 
     def _map_register(
         self,
@@ -310,19 +268,26 @@ class MapServer:
         source_port: int,
         now: float,
     ) -> list[Datagram]:
-        admitted = self._admit(message, payload)
+        admitted = admit(self.sites, message, payload)
         if isinstance(admitted, str):
             self._count(admitted)
             return []
         site, prefixes = admitted
         self._count("map_register")
         displaced: dict[tuple[RlocAddress, int, int], list[MappingRecord]] = {}
+        changes: Changes = []
         for prefix, record in zip(prefixes, message.records, strict=True):
             previous = self._table.get(prefix)
             if record.ttl == 0:
-                if previous is not None:
-                    del self._table[prefix]
-                    self._count("deregistered")
+                if previous is None:
+                    continue
+                ours = (previous.source, previous.source_port) == (source, source_port)
+                if not ours and previous.rlocs != {loc.locator for loc in record.locators}:
+                    self._count("deregister_ignored")
+                    continue
+                self._table.remove(prefix)
+                self._count("deregistered")
+                changes.append((prefix, None))
                 continue
             registration = Registration(
                 prefix=prefix,
@@ -341,6 +306,7 @@ class MapServer:
             )
             if previous is None:
                 self._count("registered")
+                changes.append((prefix, registration))
             else:
                 self._count("refreshed")
                 moved = previous.rlocs != registration.rlocs
@@ -349,63 +315,91 @@ class MapServer:
                     self._count("moved")
                     key = (previous.source, previous.source_port, previous.key_id)
                     displaced.setdefault(key, []).append(record)
-            self._table[prefix] = registration
+                if set(previous.record.locators) != set(record.locators):
+                    changes.append((prefix, registration))
+            self._table.install(registration)
         out: list[Datagram] = []
         if message.want_map_notify:
             notify = MapNotify(
                 message.nonce, message.records, xtr_id=message.xtr_id, site_id=message.site_id
             )
-            out.extend(self._notify(notify, site, message.key_id, source, source_port))
+            sent = self._signed(notify, site, message.key_id, source, source_port)
+            out.extend(() if sent is None else (sent,))
         for (old_source, old_port, key_id), records in displaced.items():
-            notify = MapNotify(self._nonces(), tuple(records))
-            out.extend(self._notify(notify, site, key_id, old_source, old_port))
-        return out
+            nonce = self._nonces()
+            notify = MapNotify(nonce, tuple(records))
+            sent = self._signed(notify, site, key_id, old_source, old_port)
+            if sent is not None:
+                self._notifier.track(nonce, nonce, site.name, sent, now)
+                out.append(sent)
+        return out + self._publisher.publish(changes, now)
 
-    def _notify(
+    def _signed(
         self, notify: MapNotify, site: Site, key_id: int, to: RlocAddress, port: int
-    ) -> list[Datagram]:
+    ) -> Datagram | None:
         """A Map-Notify signed with the site key (section 5.7)."""
         try:
             payload = encode(auth.sign(notify, site.key, auth.KeyId(key_id)))
-        except EncodeError:
+        except (EncodeError, ValueError):
             self._count("encode_error")
-            return []
+            return None
         self._count("map_notify_sent")
-        return [Datagram(to, port, payload)]
+        return Datagram(to, port, payload)
+
+    def _map_notify_ack(self, ack: MapNotifyAck, payload: bytes) -> None:
+        """The Map-Notify-Ack of one of our Map-Notifies (RFC 9301 section 5.7)."""
+        candidates = self._notifier.with_nonce(ack.nonce)
+        if not candidates:
+            self._count("map_notify_ack_unknown")
+            return
+        for pending in candidates:
+            try:
+                good = auth.verify(payload, self._sites_by_name[pending.site].key)
+            except DecodeError:
+                good = False
+            if good:
+                self._notifier.done(pending.key)
+                self._count("map_notify_acked")
+                if isinstance(pending.key, tuple):
+                    self._publisher.acknowledged(pending.key)
+                return
+        self._count("map_notify_ack_bad_auth")
 
     # -- Map-Request (section 8.3) ------------------------------------------------
 
-    def _lookup(self, instance_id: int, address: EidAddress) -> Registration | None:
-        for length in range(_bits(address), -1, -1):
-            found = self._table.get(EidPrefix.of(instance_id, address, length))
-            if found is not None:
-                return found
-        return None
-
-    def _map_request(self, ecm: EncapsulatedControlMessage, request: MapRequest) -> list[Datagram]:
+    def _map_request(
+        self, ecm: EncapsulatedControlMessage, request: MapRequest, now: float
+    ) -> list[Datagram]:
         if not request.records:
             self._count("malformed")
             return []
+        first = request.records[0]
         try:
-            instance_id, address = _eid(request.records[0].eid_prefix)
+            instance_id, address = eid_of(first.eid_prefix)
         except ValueError:
             self._count("malformed")
             return []
-        registration = self._lookup(instance_id, address)
+        out = self._answer(ecm, request, instance_id, address)
+        if first.notify:
+            prefix = EidPrefix.of(instance_id, address, first.mask_len)
+            out.extend(self._publisher.subscribe(request, prefix, now))
+        return out
+
+    def _answer(
+        self,
+        ecm: EncapsulatedControlMessage,
+        request: MapRequest,
+        instance_id: int,
+        address: EidAddress,
+    ) -> list[Datagram]:
+        registration = self._table.index.longest(instance_id, address)
         if registration is not None and not registration.proxy_reply:
             return self._forward(ecm, registration)
         if registration is not None:
-            record = replace(registration.record, authoritative=False)
+            record = published(registration.record)
             self._count("proxy_reply")
         else:
-            prefix = negative_prefix(instance_id, address, self._table)
-            record = MappingRecord(
-                _wire_eid(prefix),
-                prefix.length,
-                (),
-                ttl=NEGATIVE_TTL_MINUTES,
-                action=Action.NATIVELY_FORWARD,
-            )
+            record = negative_record(self._table.index.negative(instance_id, address))
             self._count("negative_reply")
         itr = next(
             (a for a in request.itr_rlocs if isinstance(a, IPv4Address | IPv6Address)),

@@ -13,12 +13,31 @@ A sans-IO protocol machine (DESIGN principle 2): it is fed datagrams and
   (section 5.7) with its nonce and a valid HMAC is sent again after 1 s,
   2 s, 4 s ... up to ``register_interval`` between tries.
 - RFC 9301 section 6.1.5 / 5.5: a Map-Request for one of our EIDs (plain,
-  or carried in an Encapsulated Control Message, section 5.8, forwarded by
-  a map-server) gets an authoritative Map-Reply (section 5.4) with the nonce
-  echoed, sent to the first usable ITR-RLOC at the request's source port.
-  RLOC-probe requests (section 7.1, P bit) get a Map-Reply with the P bit.
+  or in an ECM forwarded by a map-server) gets an authoritative Map-Reply,
+  RLOC probes (section 7.1) one with the P bit (lispd.control.etr).
 - Section 8.2: on shutdown each mapping is deregistered with a Record TTL of
   zero so the mapping system forgets it at once.
+- RFC 9437 section 5: with an ``xtr_id`` every Map-Register carries it and a
+  Site-ID (I bit); the map-server then knows which key signs the
+  notifications this xTR subscribes to.
+- Mobility, the RLOCs changed: ``update`` registers a mapping whose
+  locators changed at once with every map-server, a new nonce and the
+  back-off reset, so the map-server moves the EID without waiting for the
+  next refresh.
+- Mobility, the EID moved to another xTR: a Map-Notify from a configured
+  map-server, with a valid HMAC and a nonce that acknowledges none of our
+  registrations, whose records cover a local mapping with locators that are
+  not ours, says another xTR registered that EID (the map-server tells the
+  displaced registrant, RFC 9301 section 5.7). The mapping is *yielded*: no
+  more refreshes, retries or deregistration (a TTL 0 Map-Register would
+  remove the new registrant's mapping), no more Map-Replies for it, still
+  listed by ``status()``. The Map-Notify is acknowledged with a
+  Map-Notify-Ack (same nonce and records, signed with that map-server's
+  key), and a ``Displaced`` event is queued for the daemon
+  (``take_events()``). A repeat of that Map-Notify (the map-server
+  retransmits until the Ack arrives) is acknowledged again and changes
+  nothing more. ``reclaim`` registers a yielded mapping again, and so does
+  ``update`` when its locators changed.
 
 Anything received that is not for us is counted in ``counters`` by reason
 and otherwise ignored.
@@ -29,12 +48,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-from lispd.config.model import DatabaseMapping, RlocConfig
+from lispd.control.etr import LocalMapping, answer, local_records, taken_over
 from lispd.control.events import Datagram
 from lispd.wire import auth
-from lispd.wire.address import Address, InstanceIdAddress
 from lispd.wire.auth import KeyId
 from lispd.wire.control import LISP_CONTROL_PORT, decode, encode
 from lispd.wire.errors import DecodeError, EncodeError
@@ -43,15 +61,15 @@ from lispd.wire.messages import (
     MapNotify,
     MapNotifyAck,
     MapRegister,
-    MapReply,
     MapRequest,
 )
-from lispd.wire.records import EidRecord, LocatorRecord, MappingRecord
+from lispd.wire.records import MappingRecord
 
 __all__ = [
     "DEFAULT_RECORD_TTL",
     "DEFAULT_REGISTER_INTERVAL",
     "FIRST_RETRY",
+    "Displaced",
     "LocalMapping",
     "MapServerPeer",
     "Registrar",
@@ -67,23 +85,8 @@ DEFAULT_RECORD_TTL = 1440
 """RFC 9301 section 5.4: Record TTL in minutes; one day is the recommended value."""
 FIRST_RETRY = 1.0
 """Seconds before an unacknowledged Map-Register is first sent again."""
-
-
-@dataclass(frozen=True)
-class LocalMapping:
-    """An EID prefix this node is the ETR for, and its RLOCs (RFC 9301 section 5.4)."""
-
-    instance_id: int
-    eid_prefix: IPNetwork
-    locators: tuple[RlocConfig, ...]
-
-    @classmethod
-    def from_config(cls, mapping: DatabaseMapping) -> LocalMapping:
-        return cls(mapping.instance_id, mapping.eid_prefix, mapping.rlocs)
-
-    @property
-    def key(self) -> tuple[int, IPNetwork]:
-        return (self.instance_id, self.eid_prefix)
+SEEN_NOTIFIES = 256
+"""How many displacement Map-Notify nonces are remembered, to spot repeats."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,8 @@ class RegistrationStatus:
     """Where one mapping stands with one map-server.
 
     ``attempts`` counts the Map-Registers sent with the current nonce;
-    ``acknowledged_at`` is when the last acknowledging Map-Notify arrived.
+    ``acknowledged_at`` is when the last acknowledging Map-Notify arrived;
+    ``yielded`` says another xTR took the EID over: nothing is sent for it.
     """
 
     server: IPAddress
@@ -113,26 +117,24 @@ class RegistrationStatus:
     due: float
     backoff: float
     acknowledged_at: float | None = None
+    yielded: bool = False
+
+
+@dataclass(frozen=True)
+class Displaced:
+    """Another xTR registered one of our EID prefixes (mobility: the service moved).
+
+    ``records`` are those of the map-server's Map-Notify that cover the
+    prefix: the new mapping, to install in the map-cache.
+    """
+
+    instance_id: int
+    eid_prefix: IPNetwork
+    records: tuple[MappingRecord, ...]
+    at: float
 
 
 _RegKey = tuple[IPAddress, int, IPNetwork]
-
-
-def _eid_address(instance_id: int, prefix: IPNetwork) -> Address:
-    """RFC 8060 section 4.1: a non-zero instance-id wraps the EID in an Instance ID LCAF."""
-    if instance_id:
-        return InstanceIdAddress(instance_id, prefix.network_address)
-    return prefix.network_address
-
-
-def _unwrap_eid(address: Address) -> tuple[int, IPAddress] | None:
-    match address:
-        case InstanceIdAddress(instance_id=iid, address=IPv4Address() | IPv6Address() as inner):
-            return iid, inner
-        case IPv4Address() | IPv6Address():
-            return 0, address
-        case _:
-            return None
 
 
 class Registrar:
@@ -146,15 +148,28 @@ class Registrar:
         nonce: Callable[[], int] = lambda: secrets.randbits(64),
         *,
         record_ttl: int = DEFAULT_RECORD_TTL,
+        xtr_id: int | None = None,
+        site_id: int | None = None,
     ) -> None:
         if register_interval < FIRST_RETRY:
             raise ValueError(f"register interval {register_interval} is below {FIRST_RETRY} s")
+        if xtr_id is not None and not 0 <= xtr_id < 1 << 128:
+            raise ValueError(f"xTR-ID {xtr_id} is not a 128-bit value")
+        if site_id is not None and not 0 <= site_id < 1 << 64:
+            raise ValueError(f"Site-ID {site_id} is not a 64-bit value")
         self._mappings: dict[tuple[int, IPNetwork], LocalMapping] = {m.key: m for m in mappings}
         self._servers = {s.address: s for s in map_servers}
         self.register_interval = register_interval
         self._nonce = nonce
         self._record_ttl = record_ttl
+        # RFC 9437 section 5: xTR-ID and Site-ID go together (the I bit covers both).
+        self._xtr_id = xtr_id
+        self._site_id = None if xtr_id is None else (site_id or 0)
         self._registrations: dict[_RegKey, RegistrationStatus] = {}
+        # Mappings another xTR took over, as they were when yielded.
+        self._yielded: dict[tuple[int, IPNetwork], LocalMapping] = {}
+        self._seen_notifies: dict[int, None] = {}  # insertion-ordered, bounded
+        self._events: list[Displaced] = []
         self._running = False
         self.counters: dict[str, int] = {}
 
@@ -164,9 +179,12 @@ class Registrar:
         """Register every mapping with every map-server (RFC 9301 section 8.2)."""
         self._running = True
         out: list[Datagram] = []
-        for mapping in self._mappings.values():
+        for key, mapping in self._mappings.items():
             for server in self._servers.values():
-                out.append(self._register(server, mapping, now))
+                if key in self._yielded:
+                    self._mark_yielded(server, mapping, now)
+                else:
+                    out.append(self._register(server, mapping, now))
         return out
 
     def timer(self, now: float) -> list[Datagram]:
@@ -175,7 +193,7 @@ class Registrar:
             return []
         out: list[Datagram] = []
         for key, reg in list(self._registrations.items()):
-            if reg.due > now:
+            if reg.due > now or reg.yielded:
                 continue
             server = self._servers[key[0]]
             mapping = self._mappings[(key[1], key[2])]
@@ -195,9 +213,9 @@ class Registrar:
 
     def next_timer(self) -> float | None:
         """When ``timer`` wants to be called next, or None when nothing is pending."""
-        if not self._running or not self._registrations:
+        if not self._running:
             return None
-        return min(reg.due for reg in self._registrations.values())
+        return min((r.due for r in self._registrations.values() if not r.yielded), default=None)
 
     def receive(
         self, payload: bytes, source: IPAddress, source_port: int, now: float
@@ -215,7 +233,7 @@ class Registrar:
             case MapNotifyAck():
                 self._count("unexpected_type")
             case MapNotify():
-                self._receive_map_notify(message, payload, source, now)
+                return self._receive_map_notify(message, payload, source, source_port, now)
             case MapRequest():
                 return self._receive_map_request(message, source_port)
             case EncapsulatedControlMessage(message=MapRequest() as inner):
@@ -226,11 +244,15 @@ class Registrar:
         return []
 
     def stop(self, now: float) -> list[Datagram]:
-        """Deregister every mapping: Map-Registers with Record TTL 0 (RFC 9301 section 8.2)."""
+        """Deregister every mapping: Map-Registers with Record TTL 0 (RFC 9301 section 8.2).
+
+        A yielded mapping is left alone: its prefix is another xTR's now.
+        """
         out: list[Datagram] = []
         if self._running:
-            for mapping in self._mappings.values():
-                out.extend(self._deregister(mapping))
+            for key, mapping in self._mappings.items():
+                if key not in self._yielded:
+                    out.extend(self._deregister(mapping))
         self._running = False
         self._registrations.clear()
         return out
@@ -238,12 +260,19 @@ class Registrar:
     def update(self, mappings: tuple[LocalMapping, ...], now: float) -> list[Datagram]:
         """Replace the local mappings; changed and new ones are registered at once.
 
-        Mappings that are gone are deregistered (TTL 0); unchanged ones keep
-        their registration state and timers.
+        Mappings that are gone are deregistered (TTL 0) unless yielded;
+        unchanged ones keep their registration state and timers. A yielded
+        mapping stays yielded unless its locators changed: then it is this
+        xTR's again and registered at once.
         """
         new = {m.key: m for m in mappings}
         old = self._mappings
         self._mappings = new
+        # A yielded mapping that is gone or got other locators is yielded no more.
+        ended = {k for k, m in self._yielded.items() if new.get(k) != m}
+        for key in ended:
+            del self._yielded[key]
+            self._count("yield_ended")
         if not self._running:
             return []
         out: list[Datagram] = []
@@ -251,12 +280,28 @@ class Registrar:
             if key not in new:
                 for server in self._servers.values():
                     self._registrations.pop((server.address, *key), None)
-                out.extend(self._deregister(mapping))
+                if key not in ended:  # a yielded prefix is another xTR's: leave it be
+                    out.extend(self._deregister(mapping))
         for key, mapping in new.items():
-            if old.get(key) != mapping:
+            if key not in self._yielded and (old.get(key) != mapping or key in ended):
                 for server in self._servers.values():
                     out.append(self._register(server, mapping, now))
         return out
+
+    def reclaim(self, key: tuple[int, IPNetwork], now: float) -> list[Datagram]:
+        """Register a yielded mapping again, with every map-server (nothing if not yielded)."""
+        mapping = self._mappings.get(key)
+        if mapping is None or self._yielded.pop(key, None) is None:
+            return []
+        self._count("reclaimed")
+        if not self._running:
+            return []
+        return [self._register(server, mapping, now) for server in self._servers.values()]
+
+    def take_events(self) -> list[Displaced]:
+        """The displacements seen since the last call (oldest first)."""
+        events, self._events = self._events, []
+        return events
 
     # -- state --------------------------------------------------------------
 
@@ -267,37 +312,19 @@ class Registrar:
             for key in sorted(self._registrations, key=lambda k: (str(k[0]), k[1], str(k[2])))
         )
 
+    def yielded(self) -> tuple[tuple[int, IPNetwork], ...]:
+        """The keys of the mappings another xTR took over."""
+        return tuple(self._yielded)
+
     def acknowledged(self, server: IPAddress) -> bool:
-        """Whether the map-server has acknowledged every current registration."""
-        regs = [r for r in self._registrations.values() if r.server == server]
+        """Whether the map-server has acknowledged every current (not yielded) registration."""
+        regs = [r for r in self._registrations.values() if r.server == server and not r.yielded]
         return bool(regs) and all(r.acknowledged for r in regs)
 
     # -- registration -------------------------------------------------------
 
-    def _records(
-        self, mapping: LocalMapping, ttl: int, *, probed: bool = False
-    ) -> tuple[MappingRecord, ...]:
-        locators = tuple(
-            LocatorRecord(
-                rloc.address,
-                rloc.priority,
-                rloc.weight,
-                local=True,
-                probed=probed,
-                reachable=True,
-            )
-            for rloc in mapping.locators
-        )
-        record = MappingRecord(
-            _eid_address(mapping.instance_id, mapping.eid_prefix),
-            mapping.eid_prefix.prefixlen,
-            locators,
-            ttl=ttl,
-            authoritative=True,
-        )
-        return (record,)
-
     def _register(self, server: MapServerPeer, mapping: LocalMapping, now: float) -> Datagram:
+        """A new registration: new nonce, back-off from the start (section 8.2)."""
         nonce = self._nonce()
         self._registrations[(server.address, *mapping.key)] = RegistrationStatus(
             server.address,
@@ -312,6 +339,16 @@ class Registrar:
         )
         return self._send_register(server, mapping, nonce)
 
+    def _mark_yielded(self, server: MapServerPeer, mapping: LocalMapping, now: float) -> None:
+        key = (server.address, *mapping.key)
+        reg = self._registrations.get(key)
+        if reg is None:
+            reg = RegistrationStatus(
+                server.address, mapping.instance_id, mapping.eid_prefix, 0,
+                acknowledged=False, attempts=0, last_sent=now, due=now, backoff=FIRST_RETRY,
+            )
+        self._registrations[key] = replace(reg, yielded=True)
+
     def _send_register(
         self,
         server: MapServerPeer,
@@ -323,8 +360,10 @@ class Registrar:
     ) -> Datagram:
         register = MapRegister(
             nonce,
-            self._records(mapping, self._record_ttl if ttl is None else ttl),
+            local_records(mapping, self._record_ttl if ttl is None else ttl),
             want_map_notify=want_map_notify,
+            xtr_id=self._xtr_id,
+            site_id=self._site_id,
         )
         signed = auth.sign(register, server.key, server.key_id)
         self._count("registers_sent")
@@ -337,23 +376,25 @@ class Registrar:
                 server, mapping, self._nonce(), ttl=0, want_map_notify=False
             )
 
+    # -- Map-Notify -----------------------------------------------------------
+
     def _receive_map_notify(
-        self, notify: MapNotify, payload: bytes, source: IPAddress, now: float
-    ) -> None:
-        """RFC 9301 section 5.7: a Map-Notify acknowledges the Map-Register with its nonce."""
+        self, notify: MapNotify, payload: bytes, source: IPAddress, port: int, now: float
+    ) -> list[Datagram]:
+        """RFC 9301 section 5.7: the Map-Notify of a registration, or of a displacement."""
         server = self._servers.get(source)
         if server is None:
             self._count("unknown_source")
-            return
+            return []
         try:
             good = auth.verify(payload, server.key)
         except DecodeError:
             good = False
         if not good:
             self._count("bad_auth")
-            return
+            return []
         for key, reg in self._registrations.items():
-            if key[0] == source and reg.nonce == notify.nonce:
+            if key[0] == source and reg.nonce == notify.nonce and not reg.yielded:
                 if not reg.acknowledged:
                     self._registrations[key] = replace(
                         reg,
@@ -363,65 +404,56 @@ class Registrar:
                         due=reg.last_sent + self.register_interval,
                     )
                 self._count("acknowledged")
-                return
-        self._count("unknown_nonce")
+                return []
+        return self._displacement(notify, server, port, now)
 
-    # -- Map-Requests -------------------------------------------------------
+    def _displacement(
+        self, notify: MapNotify, server: MapServerPeer, port: int, now: float
+    ) -> list[Datagram]:
+        """An unsolicited Map-Notify: does it give one of our EIDs to another xTR?"""
+        if notify.nonce in self._seen_notifies:
+            # The map-server sends it again until our Ack arrives: Ack again, act once.
+            self._count("displaced_repeat")
+            return self._ack(notify, server, port)
+        taken = [
+            (mapping, tuple(r for r in notify.records if taken_over(r, mapping)))
+            for mapping in self._mappings.values()
+        ]
+        taken = [(mapping, records) for mapping, records in taken if records]
+        if not taken:
+            self._count("unknown_nonce")
+            return []
+        self._seen_notifies[notify.nonce] = None
+        if len(self._seen_notifies) > SEEN_NOTIFIES:
+            del self._seen_notifies[next(iter(self._seen_notifies))]
+        for mapping, records in taken:
+            if mapping.key in self._yielded:
+                continue
+            self._yielded[mapping.key] = mapping
+            for peer in self._servers.values():
+                self._mark_yielded(peer, mapping, now)
+            self._events.append(Displaced(mapping.instance_id, mapping.eid_prefix, records, now))
+            self._count("displaced")
+        return self._ack(notify, server, port)
 
-    def _lookup(self, record: EidRecord) -> LocalMapping | None:
-        """The most specific local mapping that covers the requested EID prefix."""
-        eid = _unwrap_eid(record.eid_prefix)
-        if eid is None:
-            return None
-        iid, address = eid
+    def _ack(self, notify: MapNotify, server: MapServerPeer, port: int) -> list[Datagram]:
+        """Section 5.7: the Map-Notify-Ack, same nonce and records, signed with our key."""
+        ack = MapNotifyAck(
+            notify.nonce, notify.records, xtr_id=notify.xtr_id, site_id=notify.site_id
+        )
         try:
-            wanted = ip_network((address, record.mask_len), strict=False)
-        except ValueError:
-            return None
-        best: LocalMapping | None = None
-        for mapping in self._mappings.values():
-            if (
-                mapping.instance_id == iid
-                and mapping.eid_prefix.version == wanted.version
-                and wanted.subnet_of(mapping.eid_prefix)  # type: ignore[arg-type]
-                and (best is None or mapping.eid_prefix.prefixlen > best.eid_prefix.prefixlen)
-            ):
-                best = mapping
-        return best
+            payload = encode(auth.sign(ack, server.key, server.key_id))
+        except EncodeError:
+            self._count("encode_error")
+            return []
+        self._count("notify_acks_sent")
+        return [Datagram(server.address, port, payload)]
 
     def _receive_map_request(self, request: MapRequest, reply_port: int) -> list[Datagram]:
-        """RFC 9301 sections 5.5 and 6.1.5 (and 7.1 for RLOC probes)."""
-        if request.smr:
-            # Solicit-Map-Request: a re-resolution hint for the ITR, not a question for us.
-            self._count("smr_ignored")
-            return []
-        found: list[LocalMapping] = []
-        for record in request.records:
-            mapping = self._lookup(record)
-            if mapping is not None and mapping not in found:
-                found.append(mapping)
-        if not found:
-            self._count("not_our_eid")
-            return []
-        itr = next(
-            (r for r in request.itr_rlocs if isinstance(r, IPv4Address | IPv6Address)), None
-        )
-        if itr is None:
-            self._count("no_usable_itr_rloc")
-            return []
-        records = tuple(
-            record
-            for mapping in found
-            for record in self._records(mapping, self._record_ttl, probed=request.probe)
-        )
-        reply = MapReply(request.nonce, records, probe=request.probe)
-        try:
-            payload = encode(reply)
-        except EncodeError:
-            self._count("reply_too_large")
-            return []
-        self._count("probe_replies_sent" if request.probe else "replies_sent")
-        return [Datagram(itr, reply_port, payload)]
+        """RFC 9301 sections 5.5 and 6.1.5 (and 7.1 for RLOC probes); lispd.control.etr."""
+        # A yielded mapping is no longer ours to answer for.
+        ours = (m for key, m in self._mappings.items() if key not in self._yielded)
+        return answer(request, reply_port, ours, self._record_ttl, self._count)
 
     def _count(self, reason: str) -> None:
         self.counters[reason] = self.counters.get(reason, 0) + 1

@@ -61,7 +61,7 @@ class Engine:
         self._watch(fd, name, batch)
 
     def watch_lisp(self, fd: int, name: str) -> None:
-        self._watch(fd, name, lambda: self._fastpath.etr_batch(fd))
+        self._watch(fd, name, lambda: self._fastpath.etr_batch(fd, self._clock_ms()))
 
     def watch_tap(self, segment: int, fd: int, name: str) -> None:
         self._watch(fd, name, lambda: self._fastpath.vxlan_tx_batch(segment))

@@ -40,9 +40,15 @@ class FibLocator:
 
 @dataclass(frozen=True)
 class FibEntry:
+    """`lsbs`: the locator-status-bits a local EID prefix sends (database).
+    `reencap` (map-cache, ENCAP): an ETR that receives a packet for an EID of
+    this prefix that is not local sends it on to these locators, rather than
+    dropping it; set for EIDs that moved away from this node."""
+
     action: FibAction
     locators: tuple[FibLocator, ...] = ()
     lsbs: int = 0
+    reencap: bool = False
 
 
 @dataclass(frozen=True)

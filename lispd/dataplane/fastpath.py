@@ -5,6 +5,11 @@ lispd.dataplane.tables. The daemon calls the *_batch methods from the event
 loop when a descriptor is readable; each moves up to LISPD_BATCH packets in
 one C call. The *_process methods run one step on one packet without I/O:
 tests use them to hold the C against its Python twin.
+
+Missed packets come back to Python (`Miss.packet`) so that the daemon can
+queue them while it resolves the EID and send them with `itr_send` once the
+mapping is in. `recent_itrs` names the ITRs whose packets the ETR took in:
+whom to solicit (SMR) when a local mapping changes.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ IpAddress = IPv4Address | IPv6Address
 BATCH: int = lib.LISPD_BATCH
 HEADROOM: int = lib.LISPD_HEADROOM
 BUFFER: int = lib.LISPD_BUFFER
+RECENT_ITRS: int = lib.LISPD_RECENT_ITRS
 DROP_REASONS: dict[int, str] = {
     value: name for value, name in constants("LISPD_DROP_").items() if name != "count"
 }
@@ -30,6 +36,8 @@ COUNTERS = (
     "itr_bytes",
     "etr_packets",
     "etr_bytes",
+    "etr_reencap_packets",
+    "etr_reencap_bytes",
     "vxlan_tx_packets",
     "vxlan_tx_bytes",
     "vxlan_rx_packets",
@@ -50,10 +58,13 @@ class FastPathError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Miss:
-    """An EID the map-cache has nothing for: Python's to resolve."""
+    """A packet to an EID the map-cache has nothing for: the EID is Python's
+    to resolve, the packet (the inner IP packet, as long as its header says)
+    Python's to hold until then (or drop)."""
 
     instance_id: int
     address: IpAddress
+    packet: bytes
 
 
 def _family(address: IpAddress) -> int:
@@ -84,6 +95,8 @@ class FastPath:
         self._misses: Any = ffi.new("struct lispd_miss[]", BATCH)
         self._n_misses: Any = ffi.new("uint32_t *")
         self._verdict: Any = ffi.new("struct lispd_verdict *")
+        self._outer: Any = ffi.new("struct lispd_outer *")
+        self._recent: Any = ffi.new("struct lispd_locator[]", RECENT_ITRS)
 
     def seed(self, seed: int) -> None:
         lib.lispd_dp_seed(self._dp, seed)
@@ -129,16 +142,40 @@ class FastPath:
     # -- I/O, one batch per call ------------------------------------------
 
     def itr_batch(self, tun: int) -> tuple[int, list[Miss]]:
+        """Packets read (or -1) and one Miss per missed packet, in order."""
         moved: int = lib.lispd_itr_batch(self._dp, tun, self._misses, BATCH, self._n_misses)
+        # The packets live in the C batch buffers until the next batch call:
+        # copied out here, before anything else can run.
         misses = [
-            Miss(miss.instance_id, _address(miss.family, miss.address))
+            Miss(
+                miss.instance_id,
+                _address(miss.family, miss.address),
+                bytes(ffi.buffer(miss.packet, miss.length)),
+            )
             for miss in self._misses[0 : self._n_misses[0]]
         ]
         return moved, misses
 
-    def etr_batch(self, udp_fd: int) -> int:
-        moved: int = lib.lispd_etr_batch(self._dp, udp_fd)
+    def itr_send(self, tun: int, packet: bytes) -> VerdictKind:
+        """Send a packet that waited for its mapping, as if just read from
+        TUN tun: SEND (sent), WRITE (too big: ICMP answer written to the
+        TUN), MISS (still no mapping: counted as drop_miss) or DROP (counted
+        by reason, send and write errors included)."""
+        kind: int = lib.lispd_itr_inject(self._dp, tun, buffer_in(packet), len(packet),
+                                         self._verdict)
+        return VerdictKind(kind)
+
+    def etr_batch(self, udp_fd: int, now_ms: int) -> int:
+        """now_ms: the clock recent_itrs is asked with."""
+        moved: int = lib.lispd_etr_batch(self._dp, udp_fd, now_ms)
         return moved
+
+    def recent_itrs(self, since_ms: int) -> list[IpAddress]:
+        """The ITRs whose packets the ETR took in (wrote to a TUN or
+        re-encapsulated) at or after since_ms, most recent first; at most
+        RECENT_ITRS are remembered."""
+        n: int = lib.lispd_dp_recent_itrs(self._dp, since_ms, self._recent, RECENT_ITRS)
+        return [_address(slot.family, slot.address) for slot in self._recent[0:n]]
 
     def vxlan_tx_batch(self, segment: int) -> int:
         moved: int = lib.lispd_vxlan_tx_batch(self._dp, segment)
@@ -162,11 +199,11 @@ class FastPath:
         kind = VerdictKind(v.verdict)
         if kind is VerdictKind.DROP:
             return Verdict(kind, reason=DROP_REASONS[v.reason])
+        data = bytes(buf[v.offset : v.offset + v.length])
         if kind is VerdictKind.MISS:
             return Verdict(
-                kind, instance_id=v.instance_id, address=_address(v.family, v.address)
+                kind, data=data, instance_id=v.instance_id, address=_address(v.family, v.address)
             )
-        data = bytes(buf[v.offset : v.offset + v.length])
         address = _address(v.family, v.address) if kind is VerdictKind.SEND else None
         return Verdict(kind, data=data, index=v.index, address=address)
 
@@ -180,10 +217,27 @@ class FastPath:
                               self._verdict)
         return self._verdict_of(buf)
 
-    def etr_process(self, payload: bytes, outer_ttl: int, outer_tos: int) -> Verdict:
-        buf = bytearray(payload)
-        lib.lispd_etr_process(self._dp, ffi.from_buffer("uint8_t[]", buf), len(buf), outer_ttl,
-                              outer_tos, self._verdict)
+    def etr_process(
+        self,
+        payload: bytes,
+        outer_ttl: int,
+        outer_tos: int,
+        *,
+        source: IpAddress | None = None,
+        now_ms: int = 0,
+        nonce: int = 0,
+    ) -> Verdict:
+        """source: the outer source, remembered as a recent ITR when the
+        packet is taken in (None: not remembered); nonce: for a
+        re-encapsulation."""
+        buf, c = self._headroomed(payload)
+        outer = self._outer
+        outer.ttl, outer.tos = outer_ttl, outer_tos
+        outer.family = 0 if source is None else _family(source)
+        if source is not None:
+            ffi.memmove(outer.source, source.packed, len(source.packed))
+        lib.lispd_etr_process(self._dp, c, len(buf), HEADROOM, len(payload), outer, now_ms,
+                              nonce, self._verdict)
         return self._verdict_of(buf)
 
     def vxlan_tx_process(self, segment: int, frame: bytes) -> Verdict:

@@ -15,7 +15,8 @@ ITR (an IP packet read from the TUN of an instance-id)
     not a whole IPv4/IPv6 packet     -> DROP truncated / bad_inner
     (the IPv4 checksum is not checked: the local kernel wrote it)
     no map-cache entry, or one that
-    says send-map-request            -> MISS (instance-id, destination EID)
+    says send-map-request            -> MISS (instance-id, destination EID;
+                                        the packet goes along as data)
     negative entry: native-forward   -> DROP native_forward
     negative entry: drop             -> DROP negative
     locator by weight on the flow hash (RFC 9300 section 12; the rule
@@ -41,11 +42,26 @@ ETR (the UDP payload of a packet to port 4341)
     no TUN for the instance-id (I bit, else 0) -> DROP unknown_instance
     not a whole, valid IPv4/IPv6 packet (IPv4 checksum included)
                                      -> DROP truncated / bad_inner
-    destination not a local EID of that instance -> DROP not_local_eid
+    destination not a local EID of that instance:
+        no map-cache entry for it that is ENCAP with reencap
+                                     -> DROP not_local_eid (no open relay;
+                                        the look is no use of the entry)
+        outer CE on a Not-ECT packet -> DROP ecn (RFC 6040 4.2)
+        min(inner, outer TTL) <= 1   -> DROP ttl_expired (re-encapsulating
+                                        is a router hop: two nodes pointing
+                                        at each other cannot loop forever)
+        else the inner packet with ECN as below and TTL min(inner, outer) - 1
+        is encapsulated as by the ITR (same locator rule, nonce, the
+        received instance-id, L bit for a local source), except that one
+        too big for the underlay is DROP too_big (no ICMP answer: its
+        source is not behind this node)
+                                     -> SEND
     outer CE on a Not-ECT packet     -> DROP ecn (RFC 6040 4.2)
     else                             -> WRITE the inner packet, its TTL /
         hop limit lowered to the outer one when that is smaller (RFC 9300
         5.3) and its ECN field set per RFC 6040 Figure 4.
+    On WRITE and SEND the outer source, when known, is remembered as a
+    recent ITR (RecentItrs).
 
 VXLAN transmit (a frame read from a segment's TAP)
     unknown segment                  -> DROP unknown_vni
@@ -139,6 +155,7 @@ class Drop(enum.StrEnum):
     # RFC 6040 4.2: outer CE on a Not-ECT inner packet MUST be dropped.
     ECN = "ecn"
     NOT_OVERLAY = "not_overlay"
+    TTL_EXPIRED = "ttl_expired"
 
 
 def _drop(reason: Drop) -> Verdict:
@@ -163,6 +180,20 @@ class NaiveFib:
     def lookup(self, instance_id: int, address: IpAddress) -> FibEntry | None:
         """The entry of the longest prefix covering address; a hit counts as
         use (lispd_fib_drain_used)."""
+        best = self._longest(instance_id, address)
+        if best is None:
+            return None
+        self.used.add(best[:2])
+        return best[2]
+
+    def find(self, instance_id: int, address: IpAddress) -> FibEntry | None:
+        """As lookup, but not counted as use (lispd_fib_find)."""
+        best = self._longest(instance_id, address)
+        return None if best is None else best[2]
+
+    def _longest(
+        self, instance_id: int, address: IpAddress
+    ) -> tuple[int, IpNetwork, FibEntry] | None:
         best: tuple[int, IpNetwork, FibEntry] | None = None
         for row in self.rows:
             iid, prefix, _ = row
@@ -170,10 +201,7 @@ class NaiveFib:
                 continue
             if address in prefix and (best is None or prefix.prefixlen > best[1].prefixlen):
                 best = row
-        if best is None:
-            return None
-        self.used.add(best[:2])
-        return best[2]
+        return best
 
     def drain_used(self) -> frozenset[tuple[int, IpNetwork]]:
         """The keys of entries hit since the last drain; forgets them."""
@@ -247,6 +275,30 @@ def pick_locator(locators: Sequence[FibLocator], hash_value: int) -> FibLocator:
             return loc
         point -= loc.weight
     raise AssertionError("unreachable: point < total")
+
+
+@dataclass
+class RecentItrs:
+    """The ITRs the ETR took packets from: address -> (last seen ms, touch
+    number), at most `limit`; a new address when full replaces the entry
+    seen least recently, the earliest touched of those seen at the same ms
+    (lispd_dp_recent_itrs)."""
+
+    limit: int = 256
+    seen_at: dict[IpAddress, tuple[int, int]] = field(default_factory=dict)
+    touches: int = 0
+
+    def seen(self, address: IpAddress, now_ms: int) -> None:
+        if address not in self.seen_at and len(self.seen_at) >= self.limit:
+            oldest = min(self.seen_at, key=self.seen_at.__getitem__)
+            del self.seen_at[oldest]
+        self.seen_at[address] = (now_ms, self.touches)
+        self.touches += 1
+
+    def since(self, since_ms: int) -> list[IpAddress]:
+        """Those last seen at or after since_ms, most recent first."""
+        recent = [a for a, (ms, _) in self.seen_at.items() if ms >= since_ms]
+        return sorted(recent, key=self.seen_at.__getitem__, reverse=True)
 
 
 # --------------------------------------------------------------------------
@@ -420,6 +472,7 @@ class ReferenceDataplane:
     mtu: int = 1500
     tuns: list[int] = field(default_factory=list)  # index -> instance-id
     segments: list[Segment] = field(default_factory=list)  # index -> segment
+    recent: RecentItrs = field(default_factory=RecentItrs)
 
     # -- configuration, as FastPath's ----------------------------------------
 
@@ -459,12 +512,24 @@ class ReferenceDataplane:
         iid = self.tuns[tun]
         entry = self.mapcache.lookup(iid, inner.destination)
         if entry is None or entry.action is FibAction.PUNT:
-            return Verdict(VerdictKind.MISS, instance_id=iid, address=inner.destination)
+            return Verdict(
+                VerdictKind.MISS, data=inner.packet, instance_id=iid, address=inner.destination
+            )
         if entry.action is FibAction.NATIVE:
             return _drop(Drop.NATIVE_FORWARD)
         if entry.action is not FibAction.ENCAP or not entry.locators:
             return _drop(Drop.NEGATIVE)
+        encapsulated = self._encapsulate(iid, inner, entry, nonce)
+        if isinstance(encapsulated, int):
+            return self._too_big(tun, inner, encapsulated)
+        return encapsulated
 
+    def _encapsulate(
+        self, iid: int, inner: InnerPacket, entry: FibEntry, nonce: int
+    ) -> Verdict | int:
+        """RFC 9300 5.3: the SEND (or drop) towards a locator of entry; for a
+        packet that does not fit, the largest inner packet that would (the
+        caller's to answer or drop)."""
         hash_value = flow_hash(inner.packet)
         rloc = pick_locator(entry.locators, hash_value)
         source = self._rloc(rloc.address.version)
@@ -473,7 +538,7 @@ class ReferenceDataplane:
         overhead = _outer_ip_length(rloc.address.version) + UDP_HEADER + LISP_HEADER
         limit = min(self.mtu, _largest_outer(rloc.address.version))
         if len(inner.packet) + overhead > limit:
-            return self._too_big(tun, inner, limit - overhead)
+            return limit - overhead
 
         local = self.database.lookup(iid, inner.source)
         lsbs: int | None = None
@@ -505,7 +570,25 @@ class ReferenceDataplane:
             return _drop(Drop.TOO_BIG)
         return Verdict(VerdictKind.WRITE, data=answer, index=tun)
 
-    def etr_process(self, payload: bytes, outer_ttl: int, outer_tos: int) -> Verdict:
+    def etr_process(
+        self,
+        payload: bytes,
+        outer_ttl: int,
+        outer_tos: int,
+        *,
+        source: IpAddress | None = None,
+        now_ms: int = 0,
+        nonce: int = 0,
+    ) -> Verdict:
+        verdict = self._etr(payload, outer_ttl, outer_tos, nonce)
+        if source is not None and verdict.kind in (VerdictKind.WRITE, VerdictKind.SEND):
+            self.recent.seen(source, now_ms)
+        return verdict
+
+    def recent_itrs(self, since_ms: int) -> list[IpAddress]:
+        return self.recent.since(since_ms)
+
+    def _etr(self, payload: bytes, outer_ttl: int, outer_tos: int, nonce: int) -> Verdict:
         if len(payload) < LISP_HEADER:
             return _drop(Drop.TRUNCATED)
         try:
@@ -523,13 +606,41 @@ class ReferenceDataplane:
             return _drop(inner)
         local = self.database.lookup(iid, inner.destination)
         if local is None or local.action is not FibAction.LOCAL:
-            return _drop(Drop.NOT_LOCAL_EID)
+            return self._reencapsulate(iid, inner, outer_ttl, outer_tos, nonce)
         ecn = decapsulated_ecn(inner.tos & ECN_MASK, outer_tos & ECN_MASK)
         if ecn is None:
             return _drop(Drop.ECN)
         tos = (inner.tos & ~ECN_MASK) | ecn
         ttl = min(inner.ttl, outer_ttl)
         return Verdict(VerdictKind.WRITE, data=_rewrite_inner(inner, tos, ttl), index=tun)
+
+    def _reencapsulate(
+        self, iid: int, inner: InnerPacket, outer_ttl: int, outer_tos: int, nonce: int
+    ) -> Verdict:
+        """A packet for an EID that is not (or no longer) here: on to where
+        the map-cache says it went, when it says to (reencap). Only then is
+        the entry used: anyone can send packets for EIDs that are not here."""
+        entry = self.mapcache.find(iid, inner.destination)
+        if (
+            entry is None
+            or entry.action is not FibAction.ENCAP
+            or not entry.reencap
+            or not entry.locators
+        ):
+            return _drop(Drop.NOT_LOCAL_EID)
+        self.mapcache.lookup(iid, inner.destination)
+        ecn = decapsulated_ecn(inner.tos & ECN_MASK, outer_tos & ECN_MASK)
+        if ecn is None:
+            return _drop(Drop.ECN)
+        ttl = min(inner.ttl, outer_ttl)
+        if ttl <= 1:
+            return _drop(Drop.TTL_EXPIRED)
+        tos = (inner.tos & ~ECN_MASK) | ecn
+        hop = replace(inner, packet=_rewrite_inner(inner, tos, ttl - 1), tos=tos, ttl=ttl - 1)
+        encapsulated = self._encapsulate(iid, hop, entry, nonce)
+        if isinstance(encapsulated, int):
+            return _drop(Drop.TOO_BIG)
+        return encapsulated
 
     # -- VXLAN ---------------------------------------------------------------
 
@@ -594,6 +705,7 @@ __all__ = [
     "Learned",
     "NaiveFdb",
     "NaiveFib",
+    "RecentItrs",
     "ReferenceDataplane",
     "Segment",
     "Verdict",

@@ -110,6 +110,7 @@ def _entry_in(entry: FibEntry, out: Any) -> None:
         raise InvalidEntryError(f"{len(entry.locators)} locators, at most {MAX_LOCATORS}")
     _check("locator-status-bits", entry.lsbs, _U32)
     out.action = int(entry.action)
+    out.reencap = int(entry.reencap)
     out.lsbs = entry.lsbs
     out.n_locators = len(entry.locators)
     for i, locator in enumerate(entry.locators):
@@ -126,7 +127,7 @@ def _entry_out(entry: Any) -> FibEntry:
         FibLocator(_address(slot.family, slot.address), int(slot.weight))
         for slot in entry.locators[0 : entry.n_locators]
     )
-    return FibEntry(FibAction(entry.action), locators, int(entry.lsbs))
+    return FibEntry(FibAction(entry.action), locators, int(entry.lsbs), bool(entry.reencap))
 
 
 class Fib:
@@ -176,6 +177,17 @@ class Fib:
         if not 0 <= instance_id <= _U24:
             return None
         found = _lib.lispd_fib_lookup(
+            self._fib, instance_id, _family(address), _in(address.packed), self._matched
+        )
+        if found == _ffi.NULL:
+            return None
+        return _key_out(self._matched), _entry_out(found)
+
+    def find(self, instance_id: int, address: IPAddress) -> tuple[FibKey, FibEntry] | None:
+        """As lookup, but not a hit (drain_used does not see it)."""
+        if not 0 <= instance_id <= _U24:
+            return None
+        found = _lib.lispd_fib_find(
             self._fib, instance_id, _family(address), _in(address.packed), self._matched
         )
         if found == _ffi.NULL:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_network
 from typing import Any
 
@@ -113,12 +113,15 @@ weights = st.one_of(st.just(0), st.integers(0, 255), s.u32)
 @st.composite
 def mapcache_entries(draw: st.DrawFn) -> FibEntry:
     action = draw(st.sampled_from(ACTIONS))
+    # An EID that moved away: the ETR sends its packets on (or, for any
+    # action but ENCAP, still drops them).
+    reencap = draw(st.integers(0, 2)) == 0
     if action is not FibAction.ENCAP:
-        return FibEntry(action)
+        return FibEntry(action, reencap=reencap)
     locators = draw(st.lists(st.builds(FibLocator, rlocs, weights), min_size=1, max_size=8))
     if draw(st.integers(0, 4)) == 0:  # the h % n rule
         locators = [FibLocator(loc.address, 0) for loc in locators]
-    return FibEntry(action, tuple(locators))
+    return FibEntry(action, tuple(locators), reencap=reencap)
 
 
 # --------------------------------------------------------------------------
@@ -167,6 +170,7 @@ def fib_entry(entry: FibEntry) -> FibEntry:
         FibAction(int(entry.action)),
         tuple(FibLocator(loc.address, loc.weight) for loc in entry.locators),
         entry.lsbs,
+        entry.reencap,
     )
 
 
@@ -318,6 +322,7 @@ def same(got: fastpath.Verdict, want: ref.Verdict) -> None:
         return
     if want.kind is ref.VerdictKind.MISS:
         assert (got.instance_id, got.address) == (want.instance_id, want.address), where
+        assert got.data == want.data, f"{where}: the missed packet differs"
         return
     if got.data != want.data:
         first = next(
@@ -427,19 +432,33 @@ def test_itr_mtu_boundary(mtu: int, outer: int, inner: int, delta: int) -> None:
 # ETR
 
 
+PAYLOAD_KINDS = ("good",) * 4 + ("moved",) * 2 + ("any",) * 3 + ("random", "cut")
+
+
 @st.composite
-def lisp_payloads(draw: st.DrawFn, state: LispState) -> bytes:
-    how = draw(st.sampled_from(("good",) * 4 + ("any",) * 3 + ("random", "cut")))
+def lisp_payloads(
+    draw: st.DrawFn, state: LispState, kinds: Sequence[str] = PAYLOAD_KINDS
+) -> bytes:
+    how = draw(st.sampled_from(kinds))
     if how == "random":
         return draw(st.binary(max_size=64))
-    if how == "good":  # sane flags, a served instance, to a local EID
+    if how in ("good", "moved"):  # sane flags, a served instance
         iid = draw(st.sampled_from(state.tuns))
         flags = draw(st.sampled_from((0x80, 0xC0, 0xA0, 0x40, 0x00, 0x10)))
         if iid or draw(st.booleans()):
             flags |= 0x08
         second = (iid << 8) | draw(u8) if flags & 0x08 else draw(s.u32)
-        local = [n for i, n, e in state.database if i == iid and e.action is FibAction.LOCAL]
-        inner = draw(ip_packets(1500, local, (), clean=draw(st.integers(0, 3)) > 0))
+        if how == "good":  # to a local EID
+            near = [n for i, n, e in state.database if i == iid and e.action is FibAction.LOCAL]
+        else:  # to an EID the map-cache knows (maybe moved away), from a local one
+            near = [n for i, n, e in state.mapcache
+                    if i == iid and e.reencap and e.action is FibAction.ENCAP]
+            near = near or state.networks("mapcache", iid)
+        src_near = state.networks("database", iid) if how == "moved" else ()
+        # Up to the largest underlay MTU drawn, so re-encapsulation meets
+        # the MTU check (and an inner packet is never over 64 KiB - 8).
+        inner = draw(ip_packets(min(state.mtu, 9000), near, src_near,
+                                clean=draw(st.integers(0, 3)) > 0))
         return Blob(struct.pack("!II", (flags << 24) | draw(s.u24), second) + inner)
     flags = 0
     for bit, chance in ((0x80, 2), (0x40, 2), (0x20, 2), (0x10, 6), (0x08, 1), (0x04, 6)):
@@ -459,21 +478,71 @@ def lisp_payloads(draw: st.DrawFn, state: LispState) -> bytes:
     return Blob(payload)
 
 
+# Outer sources: the RLOCs of other xTRs, and now and then a random one.
+itr_sources: st.SearchStrategy[IpAddress] = st.one_of(
+    rlocs, rlocs, s.ipv4, s.ipv6
+)
+
+
+@st.composite
+def moved_states(draw: st.DrawFn) -> LispState:
+    """A state where every TUN's instance has EIDs that moved away: an ENCAP
+    map-cache entry with reencap, set last so it wins over any drawn before."""
+    state = draw(lisp_states())
+    moved = tuple(
+        (iid, draw(networks()), replace(draw(mapcache_entries().filter(
+            lambda e: e.action is FibAction.ENCAP)), reencap=True))
+        for iid in state.tuns
+    )
+    return replace(state, mapcache=state.mapcache + moved)
+
+
 @settings(max_examples=EXAMPLES)
 @given(st.data())
 def test_etr_twin(data: st.DataObject) -> None:
-    state = data.draw(lisp_states(), "state")
+    """Any state, any payload."""
+    check_etr(data, data.draw(lisp_states(), "state"), PAYLOAD_KINDS, OUTER_TTLS)
+
+
+@settings(max_examples=EXAMPLES)
+@given(st.data())
+def test_etr_reencap_twin(data: st.DataObject) -> None:
+    """Mostly packets for EIDs that moved away: re-encapsulation and the
+    reasons it has to drop."""
+    # Mostly a TTL that leaves a hop to take.
+    ttls = st.one_of(st.sampled_from((2, 64, 255)), st.integers(2, 255), OUTER_TTLS)
+    check_etr(data, data.draw(moved_states(), "state"), ("moved",) * 6 + ("good", "any"), ttls)
+
+
+OUTER_TTLS = st.one_of(st.sampled_from((0, 1, 2, 64, 255)), u8)
+
+
+def check_etr(
+    data: st.DataObject,
+    state: LispState,
+    kinds: Sequence[str],
+    outer_ttls: st.SearchStrategy[int],
+) -> None:
     twins = build_lisp(state)
     cases = st.lists(
         st.tuples(
-            lisp_payloads(state), st.one_of(st.sampled_from((0, 1, 64, 255)), u8), tos_values
+            lisp_payloads(state, kinds),
+            outer_ttls,
+            tos_values,
+            st.one_of(st.none(), itr_sources),
+            st.integers(0, 3000),
+            s.u32,
         ),
         min_size=1,
         max_size=6,
     )
-    for payload, outer_ttl, outer_tos in data.draw(cases, "payloads"):
-        want = twins.model.etr_process(payload, outer_ttl, outer_tos)
-        got = twins.c.etr_process(payload, outer_ttl, outer_tos)
+    now = 1000
+    for payload, outer_ttl, outer_tos, source, wait, nonce in data.draw(cases, "payloads"):
+        now += wait
+        want = twins.model.etr_process(payload, outer_ttl, outer_tos, source=source,
+                                       now_ms=now, nonce=nonce)
+        got = twins.c.etr_process(payload, outer_ttl, outer_tos, source=source, now_ms=now,
+                                  nonce=nonce)
         record("etr", want)
         if want.kind is ref.VerdictKind.WRITE or want.reason == ref.Drop.ECN:
             first, second = payload[8], payload[9]
@@ -484,6 +553,35 @@ def test_etr_twin(data: st.DataObject) -> None:
         if want.kind is ref.VerdictKind.WRITE and got.data[0] >> 4 == 4:
             header_length = (got.data[0] & 0x0F) * 4
             assert scapy_checksum(got.data[:header_length]) == 0
+        if want.kind is ref.VerdictKind.SEND:
+            check_reencapsulated(got.data, payload, outer_ttl, nonce)
+        used = {(key.instance_id, key.prefix) for key in twins.mapcache.drain_used()}
+        assert used == twins.model.mapcache.drain_used()
+        assert twins.c.recent_itrs(0) == twins.model.recent_itrs(0)
+        assert twins.c.recent_itrs(now) == twins.model.recent_itrs(now)
+
+
+def check_reencapsulated(outer: bytes, payload: bytes, outer_ttl: int, nonce: int) -> None:
+    """A re-encapsulated packet, read from outside: valid outer headers, the
+    received instance-id, the nonce given, the inner packet one hop on."""
+    check_outer(outer, 4341)
+    lisp_at = (20 if outer[0] >> 4 == 4 else 40) + 8
+    flags, nonce_out, word = struct.unpack_from("!B3sI", outer, lisp_at)
+    assert flags & 0x80 and int.from_bytes(nonce_out) == nonce & 0xFFFFFF
+    received_flags, _, received_word = struct.unpack_from("!B3sI", payload, 0)
+    iid = received_word >> 8 if received_flags & 0x08 else 0
+    # The instance it came in (the I bit only for one that is not 0, as an ITR).
+    assert (word >> 8 if flags & 0x08 else 0) == iid
+    assert bool(flags & 0x08) == (iid != 0)
+    inner, sent = outer[lisp_at + 8 :], payload[8:]
+    version = inner[0] >> 4
+    ttl_at = 8 if version == 4 else 7
+    assert inner[ttl_at] == min(sent[ttl_at], outer_ttl) - 1
+    outer_ttl_sent = outer[8] if outer[0] >> 4 == 4 else outer[7]
+    assert outer_ttl_sent == inner[ttl_at]  # RFC 9300 5.3: copied outwards
+    if version == 4:
+        assert scapy_checksum(inner[: (inner[0] & 0x0F) * 4]) == 0
+    event(f"etr: re-encapsulated IPv{version} in IPv{outer[0] >> 4}")
 
 
 ECN_NAMES = {ref.NOT_ECT: "not-ect", ref.ECT_1: "ect1", ref.ECT_0: "ect0", ref.CE: "ce"}

@@ -82,7 +82,7 @@ def fib_entries(draw: st.DrawFn) -> FibEntry:
     action = draw(st.sampled_from(FibAction))
     low = 1 if action == FibAction.ENCAP else 0
     found = draw(st.lists(locators, min_size=low, max_size=8))
-    return FibEntry(action, tuple(found), draw(s.u32))
+    return FibEntry(action, tuple(found), draw(s.u32), draw(st.booleans()))
 
 
 set_op = st.tuples(st.just("set"), fib_keys(), fib_entries())
@@ -147,6 +147,13 @@ class FibModel:
         self.used.clear()
 
     def lookup(self, instance_id: int, address: IPAddress) -> tuple[FibKey, FibEntry] | None:
+        best = self.longest(instance_id, address)
+        if best is not None:
+            self.used.add(best[0])
+        return best
+
+    def longest(self, instance_id: int, address: IPAddress) -> tuple[FibKey, FibEntry] | None:
+        """The longest match, not counted as a hit (lispd_fib_find)."""
         covering = [
             (key, entry) for key, entry in self.entries
             if key.instance_id == instance_id and key.prefix.version == address.version
@@ -155,9 +162,7 @@ class FibModel:
         event(f"lookup: {min(len(covering), 3)}{'+' * (len(covering) >= 3)} covering prefixes")
         if not covering:
             return None
-        best = max(covering, key=lambda pair: pair[0].prefix.prefixlen)
-        self.used.add(best[0])
-        return best
+        return max(covering, key=lambda pair: pair[0].prefix.prefixlen)
 
     def drain(self) -> set[FibKey]:
         used, self.used = self.used, set()
@@ -194,6 +199,8 @@ def run_fib(ops: list[Any], limit: int) -> None:
             case ("delete", key):
                 assert fib.delete(key) == model.delete(key)
             case ("lookup", instance_id, address):
+                # A find first: same answer, and no hit for drain_used.
+                assert fib.find(instance_id, address) == model.longest(instance_id, address)
                 assert fib.lookup(instance_id, address) == model.lookup(instance_id, address)
             case ("drain",):
                 drained = fib.drain_used()
@@ -296,6 +303,18 @@ def test_fib_many_prefixes_with_growth_and_deletes() -> None:
     assert fib.lookup(0, ip_address("192.0.2.1")) is None
 
 
+def test_find_is_no_hit() -> None:
+    fib = Fib(2)
+    key = FibKey(7, ip_network("198.51.100.0/24"))
+    fib.set(key, FibEntry(FibAction.DROP))
+    assert fib.find(7, ip_address("198.51.100.9")) == (key, FibEntry(FibAction.DROP))
+    assert fib.find(7, ip_address("198.51.101.9")) is None
+    assert fib.find(1 << 24, ip_address("198.51.100.9")) is None
+    assert fib.drain_used() == []
+    assert fib.lookup(7, ip_address("198.51.100.9")) is not None
+    assert fib.drain_used() == [key]
+
+
 def test_drain_never_returns_deleted_keys_nor_grows_with_churn() -> None:
     fib = Fib(1)
     key = FibKey(7, ip_network("198.51.100.0/24"))
@@ -374,6 +393,7 @@ def c_key(key: FibKey) -> Any:
 def c_entry(entry: FibEntry) -> Any:
     out = ffi.new("struct lispd_fib_entry *")
     out.action = entry.action
+    out.reencap = entry.reencap
     out.lsbs = entry.lsbs
     out.n_locators = len(entry.locators)
     for i, locator in enumerate(entry.locators):
@@ -390,7 +410,8 @@ def broken(draw: st.DrawFn) -> tuple[str, Any, Any]:
     k, e = c_key(key), c_entry(entry)
     bits = key.prefix.max_prefixlen
     how = draw(st.sampled_from(("family", "length", "host bit", "v4 tail", "instance",
-                                "action", "no locator", "too many", "locator family")))
+                                "action", "reencap", "no locator", "too many",
+                                "locator family")))
     match how:
         case "family":
             k.family = draw(st.integers(0, 255).filter(lambda f: f not in (4, 6)))
@@ -411,6 +432,8 @@ def broken(draw: st.DrawFn) -> tuple[str, Any, Any]:
             k.instance_id = draw(st.integers(1 << 24, (1 << 32) - 1))
         case "action":
             e.action = draw(st.integers(5, 255))
+        case "reencap":  # a flag: anything but 0/1 is a bug on the caller's side
+            e.reencap = draw(st.integers(2, 255))
         case "no locator":
             e.action = lib.LISPD_ACT_ENCAP
             e.n_locators = 0

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 from itertools import count
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lispd.control.events import Datagram
-from lispd.control.mapserver import MapServer, Site, negative_prefix
+from lispd.control.mapserver import MapServer, Site, Subscription, negative_prefix
+from lispd.control.registrations import PrefixIndex
 from lispd.mapcache import EidPrefix
 from lispd.wire import auth
-from lispd.wire.address import InstanceIdAddress
+from lispd.wire.address import NO_ADDRESS, Address, InstanceIdAddress, MacAddress
 from lispd.wire.control import decode, encapsulate, encode
 from lispd.wire.messages import (
     EncapsulatedControlMessage,
     MapNotify,
+    MapNotifyAck,
     MapRegister,
     MapReply,
     MapRequest,
@@ -46,14 +52,29 @@ def register(
     nonce: int = 0x1234,
     notify: bool = True,
     proxy: bool = False,
+    xtr_id: int | None = None,
 ) -> bytes:
-    message = MapRegister(nonce, records or (record(),), want_map_notify=notify, proxy_reply=proxy)
+    message = MapRegister(
+        nonce, records or (record(),), want_map_notify=notify, proxy_reply=proxy,
+        xtr_id=xtr_id, site_id=None if xtr_id is None else 7,
+    )
     return encode(auth.sign(message, key, key_id))
 
 
-def request(eid: str | IPv4Address | InstanceIdAddress, nonce: int = 0xBEEF) -> bytes:
+def request(
+    eid: str | IPv4Address | InstanceIdAddress,
+    nonce: int = 0xBEEF,
+    *,
+    mask: int = 32,
+    subscribe: bool = False,
+    xtr_id: int | None = None,
+    itr_rlocs: tuple[Address, ...] = (ITR,),
+) -> bytes:
     target = IPv4Address(eid) if isinstance(eid, str) else eid
-    inner = MapRequest(nonce, (ITR,), (EidRecord(target, 32),))
+    inner = MapRequest(
+        nonce, itr_rlocs, (EidRecord(target, mask, notify=subscribe),),
+        xtr_id=xtr_id, site_id=None if xtr_id is None else 3,
+    )
     destination = target.address if isinstance(target, InstanceIdAddress) else target
     assert isinstance(destination, IPv4Address)
     return encode(encapsulate(inner, ITR, destination, source_port=61000, to_ms=True))
@@ -408,3 +429,469 @@ def test_other_messages_are_unexpected() -> None:
 def test_bad_register_interval() -> None:
     with pytest.raises(ValueError):
         MapServer((SITE,), register_interval=0.0)
+
+
+# -- publish/subscribe (RFC 9437) ----------------------------------------------------
+
+XTR_B = 0xB0B0_0000_0000_0000_0000_0000_0000_000B
+OTHER = b"other"  # cloud-b's key: where xTR B registered
+THIRD = Site("cloud-c", b"third", (EidPrefix.parse("192.0.3.0/24"),))
+
+
+def ack_of(datagram: Datagram, key: bytes = OTHER) -> bytes:
+    """The Map-Notify-Ack a subscriber (or displaced registrant) answers with."""
+    notify = decode(datagram.payload)
+    assert isinstance(notify, MapNotify)
+    ack = MapNotifyAck(notify.nonce, notify.records, xtr_id=notify.xtr_id, site_id=notify.site_id)
+    return encode(auth.sign(ack, key, auth.KeyId.HMAC_SHA256_128))
+
+
+def subscribed_server(**kwargs: Any) -> MapServer:
+    """A /24 of cloud-a registered by ETR_A; xTR B registered 198.51.100.0/24 at cloud-b."""
+    nonces = count(1000)
+    ms = MapServer((SITE, STRICT, V6, THIRD), 60.0, lambda: next(nonces), **kwargs)
+    ms.receive(register(notify=False), ETR_A, 4342, now=0.0)
+    b_record = record("198.51.100.0", 24, ETR_B)
+    ms.receive(register(b_record, key=OTHER, notify=False, xtr_id=XTR_B), ETR_B, 4342, now=0.0)
+    return ms
+
+
+def subscribe(
+    ms: MapServer, eid: str = "192.0.2.10", now: float = 1.0, **kw: Any
+) -> list[Datagram]:
+    """xTR B subscribes to eid (a /32 unless mask= says otherwise)."""
+    kw.setdefault("nonce", 500)
+    kw.setdefault("itr_rlocs", (ETR_B,))
+    payload = request(eid, subscribe=True, xtr_id=XTR_B, **kw)
+    return ms.receive(payload, ETR_B, 61000, now=now)
+
+
+def test_subscription_is_answered_and_gets_a_notify_with_the_request_nonce() -> None:
+    ms = subscribed_server()
+    out = subscribe(ms)
+    # Answered as ever (forwarded to the ETR), and the initial Map-Notify.
+    assert [(d.destination, d.port) for d in out] == [(ETR_A, 4342), (ETR_B, 4342)]
+    notify = notify_of(out[1], OTHER)  # signed with the key of xTR B's site
+    assert notify.nonce == 500
+    assert notify.records == (replace(record(), authoritative=False),)
+    assert (notify.xtr_id, notify.site_id) == (XTR_B, 3)
+    (sub,) = ms.subscriptions()
+    assert (sub.prefix, sub.xtr_id, sub.subscriber, sub.port) == (
+        EidPrefix.parse("192.0.2.10/32"), XTR_B, ETR_B, 4342,
+    )
+    assert (sub.site, sub.confirmed, sub.expires_at) == ("cloud-b", False, 1.0 + 86400.0)
+    assert ms.counters["subscribed"] == 1
+    assert ms.next_timer() == 2.0  # the retransmission
+
+
+def test_subscription_to_unregistered_space_gets_a_negative_record() -> None:
+    ms = subscribed_server()
+    out = subscribe(ms, "192.0.3.1")
+    reply = decode(out[0].payload)
+    assert isinstance(reply, MapReply) and reply.records[0].action == Action.NATIVELY_FORWARD
+    (rec,) = notify_of(out[1], OTHER).records
+    assert (rec.eid_prefix, rec.mask_len, rec.locators) == (IPv4Address("192.0.3.0"), 24, ())
+    assert (rec.action, rec.ttl) == (Action.NATIVELY_FORWARD, 15)
+
+
+@pytest.mark.parametrize(
+    ("xtr_id", "itr_rlocs", "reason"),
+    [
+        (None, (ETR_B,), "subscribe_no_xtr_id"),
+        (0x1234, (ETR_B,), "subscribe_unknown_xtr"),
+        (XTR_B, (MacAddress(b"\x02" * 6),), "subscribe_no_itr_rloc"),
+    ],
+)
+def test_refused_subscription_is_still_answered(
+    xtr_id: int | None, itr_rlocs: tuple[Address, ...], reason: str
+) -> None:
+    ms = subscribed_server()
+    payload = request("192.0.2.10", subscribe=True, xtr_id=xtr_id, itr_rlocs=itr_rlocs)
+    out = ms.receive(payload, ETR_B, 61000, now=1.0)
+    assert [d.destination for d in out] == [ETR_A]  # forwarded, no Map-Notify
+    assert ms.subscriptions() == ()
+    assert ms.counters[reason] == 1
+    assert ms.pending_notifies() == 0
+
+
+def test_request_without_n_bit_subscribes_nobody() -> None:
+    ms = subscribed_server()
+    payload = request("192.0.2.10", xtr_id=XTR_B, itr_rlocs=(ETR_B,))
+    assert len(ms.receive(payload, ETR_B, 61000, now=1.0)) == 1
+    assert ms.subscriptions() == ()
+
+
+def test_unacknowledged_notify_is_sent_three_more_times_then_the_subscription_goes() -> None:
+    ms = subscribed_server()
+    first = subscribe(ms)[1]
+    for when in (2.0, 3.0, 4.0):
+        assert ms.next_timer() == when
+        assert ms.timer(when - 0.01) == []
+        assert ms.timer(when) == [first]
+    assert ms.next_timer() == 5.0
+    assert ms.timer(5.0) == []
+    assert ms.subscriptions() == ()
+    assert ms.pending_notifies() == 0
+    assert ms.counters["map_notify_retransmitted"] == 3
+    assert ms.counters["map_notify_unacknowledged"] == 1
+    assert ms.counters["subscription_unconfirmed"] == 1
+    assert ms.next_timer() == 180.0  # only the registrations are left
+
+
+def test_ack_confirms_the_subscription_and_stops_the_retransmissions() -> None:
+    ms = subscribed_server()
+    first = subscribe(ms)[1]
+    assert ms.receive(ack_of(first), ETR_B, 4342, now=1.5) == []
+    assert ms.counters["map_notify_acked"] == 1
+    assert ms.pending_notifies() == 0
+    assert ms.subscriptions()[0].confirmed
+    assert ms.next_timer() == 180.0
+    assert ms.timer(10.0) == []
+
+
+@pytest.mark.parametrize(
+    ("make_ack", "reason"),
+    [
+        (lambda d: ack_of(d, key=KEY), "map_notify_ack_bad_auth"),  # the wrong site's key
+        (lambda d: encode(MapNotifyAck(500, ())), "map_notify_ack_bad_auth"),  # no HMAC
+        (
+            lambda d: encode(auth.sign(MapNotifyAck(501, ()), OTHER, auth.KeyId(2))),
+            "map_notify_ack_unknown",
+        ),
+    ],
+)
+def test_bad_ack_changes_nothing(make_ack: Callable[[Datagram], bytes], reason: str) -> None:
+    ms = subscribed_server()
+    first = subscribe(ms)[1]
+    assert ms.receive(make_ack(first), ETR_B, 4342, now=1.5) == []
+    assert ms.counters[reason] == 1
+    assert ms.pending_notifies() == 1
+    assert not ms.subscriptions()[0].confirmed
+    assert ms.timer(2.0) == [first]
+
+
+def confirmed(ms: MapServer, eid: str = "192.0.2.10", **kw: Any) -> Subscription:
+    ms.receive(ack_of(subscribe(ms, eid, **kw)[-1]), ETR_B, 4342, now=1.5)
+    (sub,) = [s for s in ms.subscriptions() if s.prefix.covers(0, IPv4Address(eid))]
+    assert sub.confirmed
+    return sub
+
+
+def test_takeover_notifies_the_subscriber_with_the_next_nonce() -> None:
+    ms = subscribed_server()
+    confirmed(ms)
+    c = IPv4Address("198.18.3.3")
+    out = ms.receive(register(record(rloc=c), notify=False), c, 4342, now=10.0)
+    # The displaced registrant, then the subscriber.
+    assert [d.destination for d in out] == [ETR_A, ETR_B]
+    notify = notify_of(out[1], OTHER)
+    assert notify.nonce == 501
+    assert notify.records == (replace(record(rloc=c), authoritative=False),)
+    assert ms.counters["subscription_notify"] == 1
+    assert ms.pending_notifies() == 2
+    ms.receive(ack_of(out[1]), ETR_B, 4342, now=10.1)
+    # A confirmed subscription outlives an unacknowledged notification.
+    out = ms.receive(register(record(rloc=ETR_A), notify=False), ETR_A, 4342, now=20.0)
+    notify = notify_of(out[-1], OTHER)
+    assert notify.nonce == 502 and notify.records[0].locators[0].locator == ETR_A
+    for when in (21.0, 22.0, 23.0, 24.0):
+        ms.timer(when)
+    assert len(ms.subscriptions()) == 1
+    assert ms.subscriptions()[0].nonce == 502
+
+
+def test_refresh_and_new_registrant_with_same_rlocs_notify_nobody() -> None:
+    ms = subscribed_server()
+    confirmed(ms)
+    assert ms.receive(register(notify=False), ETR_A, 4342, now=30.0) == []
+    # A second ETR of the site registering the same locator set: nothing moved.
+    assert ms.receive(register(notify=False), ETR_B, 4342, now=31.0) == []
+    assert "subscription_notify" not in ms.counters
+
+
+def test_other_priorities_are_a_change() -> None:
+    ms = subscribed_server()
+    confirmed(ms)
+    changed = MappingRecord(IPv4Address("192.0.2.0"), 24, (LocatorRecord(ETR_A, priority=9),))
+    out = ms.receive(register(changed, notify=False), ETR_A, 4342, now=30.0)
+    assert notify_of(out[0], OTHER).records[0].locators[0].priority == 9
+
+
+def test_deregistration_withdraws_and_names_the_covering_registration() -> None:
+    ms = subscribed_server()
+    narrow = record("192.0.2.0", 25, IPv4Address("198.18.3.3"))
+    ms.receive(register(narrow, notify=False), ETR_A, 4342, now=0.5)
+    confirmed(ms)
+    out = ms.receive(register(replace(narrow, ttl=0), notify=False), ETR_A, 4342, now=40.0)
+    withdrawn, covering = notify_of(out[0], OTHER).records
+    assert (withdrawn.eid_prefix, withdrawn.mask_len, withdrawn.locators) == (
+        IPv4Address("192.0.2.0"), 25, (),
+    )
+    assert (withdrawn.ttl, withdrawn.action) == (0, Action.SEND_MAP_REQUEST)
+    assert covering == replace(record(), authoritative=False)
+
+
+def test_expiry_withdraws_from_the_subscribers() -> None:
+    ms = subscribed_server()
+    confirmed(ms)
+    out = ms.timer(180.0)
+    (rec,) = notify_of(out[0], OTHER).records
+    assert (rec.mask_len, rec.ttl, rec.locators) == (24, 0, ())
+    assert ms.counters["expired"] == 2  # xTR B's own registration too
+    # Still signed with cloud-b's key though xTR B's registration expired.
+    assert len(ms.subscriptions()) == 1
+
+
+def test_registration_of_the_subscribed_eid_is_published() -> None:
+    ms = subscribed_server()
+    confirmed(ms, "192.0.3.1")
+    rec = MappingRecord(IPv4Address("192.0.3.0"), 24, (LocatorRecord(ETR_A),))
+    out = ms.receive(register(rec, key=THIRD.key, notify=False), ETR_A, 4342, now=5.0)
+    assert notify_of(out[0], OTHER).records == (rec,)
+
+
+def test_prefix_subscription_hears_of_more_specifics_inside_it() -> None:
+    ms = subscribed_server()
+    confirmed(ms, "192.0.2.0", mask=24)
+    inner = record("192.0.2.64", 26, IPv4Address("198.18.3.3"))
+    out = ms.receive(register(inner, notify=False), ETR_A, 4342, now=5.0)
+    assert notify_of(out[0], OTHER).records == (replace(inner, authoritative=False),)
+
+
+def test_more_specific_elsewhere_or_behind_another_is_not_published() -> None:
+    ms = subscribed_server()
+    confirmed(ms)  # 192.0.2.10/32
+    other_half = record("192.0.2.128", 25, IPv4Address("198.18.3.3"))
+    assert ms.receive(register(other_half, notify=False), ETR_A, 4342, now=5.0) == []
+    # With a /26 deciding for 192.0.2.10, the /24 changing is none of its business.
+    out = ms.receive(register(record("192.0.2.0", 26), notify=False), ETR_A, 4342, now=6.0)
+    assert [d.destination for d in out] == [ETR_B]  # the /26 decides now
+    moved = record(rloc=IPv4Address("198.18.4.4"))
+    out = ms.receive(register(moved, notify=False), ETR_A, 4342, now=7.0)
+    assert [d.destination for d in out] == []
+    assert ms.counters["subscription_notify"] == 1  # the /26 only
+
+
+def test_new_request_refreshes_the_one_subscription() -> None:
+    ms = subscribed_server()
+    confirmed(ms)
+    out = subscribe(ms, now=50.0, nonce=900)
+    assert notify_of(out[1], OTHER).nonce == 900
+    (sub,) = ms.subscriptions()
+    assert (sub.subscribed_at, sub.refreshed_at, sub.expires_at) == (1.0, 50.0, 86450.0)
+    assert sub.confirmed  # same subscriber address
+    assert ms.counters["subscription_refreshed"] == 1
+    # From another address: it has to confirm again.
+    payload = request("192.0.2.10", 901, subscribe=True, xtr_id=XTR_B, itr_rlocs=(ITR,))
+    out = ms.receive(payload, ITR, 61000, now=51.0)
+    assert out[1].destination == ITR
+    assert not ms.subscriptions()[0].confirmed
+
+
+def test_subscription_table_is_bounded() -> None:
+    ms = subscribed_server(max_subscriptions=1)
+    subscribe(ms)
+    out = subscribe(ms, "192.0.2.11")
+    assert [d.destination for d in out] == [ETR_A]
+    assert ms.counters["subscribe_refused_full"] == 1
+    assert [str(s.prefix) for s in ms.subscriptions()] == ["[0]192.0.2.10/32"]
+    subscribe(ms, now=2.0)  # a refresh is no new entry
+    assert ms.counters["subscription_refreshed"] == 1
+
+
+def test_afi_zero_itr_rloc_withdraws_the_xtr_subscriptions() -> None:
+    ms = subscribed_server()
+    subscribe(ms)
+    subscribe(ms, "192.0.2.11")
+    assert ms.pending_notifies() == 2
+    out = subscribe(ms, "192.0.2.12", itr_rlocs=(NO_ADDRESS,))
+    assert [d.destination for d in out] == [ETR_A]  # still answered
+    assert ms.subscriptions() == ()
+    assert ms.pending_notifies() == 0
+    assert ms.counters["unsubscribed"] == 2
+
+
+def test_withdrawal_works_after_the_xtr_registration_expired() -> None:
+    ms = subscribed_server()
+    confirmed(ms)
+    ms.timer(180.0)  # every registration expires, xTR B's too
+    assert len(ms.subscriptions()) == 1
+    subscribe(ms, now=181.0, itr_rlocs=(NO_ADDRESS,))
+    assert ms.subscriptions() == ()
+
+
+def test_subscription_lapses_after_its_lifetime() -> None:
+    ms = subscribed_server(subscription_lifetime=100.0)
+    confirmed(ms)
+    assert ms.next_timer() == 101.0
+    assert ms.timer(101.0) == []
+    assert ms.subscriptions() == ()
+    assert ms.counters["subscription_expired"] == 1
+
+
+def test_bad_subscription_lifetime() -> None:
+    with pytest.raises(ValueError, match="lifetime"):
+        MapServer((SITE,), subscription_lifetime=0.0)
+
+
+# -- the displaced registrant's Map-Notify is retransmitted ------------------------
+
+
+def test_displaced_notify_is_sent_again_until_acknowledged() -> None:
+    ms = server()
+    ms.receive(register(record(rloc=ETR_A), notify=False), ETR_A, 4342, now=0.0)
+    (old,) = ms.receive(register(record(rloc=ETR_B), notify=False), ETR_B, 4342, now=1.0)
+    assert ms.next_timer() == 2.0
+    assert ms.timer(2.0) == [old]
+    assert ms.timer(3.0) == [old]
+    assert ms.receive(ack_of(old, KEY), ETR_A, 4342, now=3.5) == []
+    assert ms.timer(4.0) == []
+    assert ms.next_timer() == 181.0
+    assert ms.counters["map_notify_acked"] == 1
+
+
+def test_displaced_notify_is_given_up_after_three_retransmissions() -> None:
+    ms = server()
+    ms.receive(register(record(rloc=ETR_A), notify=False), ETR_A, 4342, now=0.0)
+    (old,) = ms.receive(register(record(rloc=ETR_B), notify=False), ETR_B, 4342, now=1.0)
+    sent = [ms.timer(t) for t in (2.0, 3.0, 4.0, 5.0, 6.0)]
+    assert sent == [[old], [old], [old], [], []]
+    assert ms.counters["map_notify_unacknowledged"] == 1
+    assert ms.pending_notifies() == 0
+
+
+def test_late_deregistration_by_the_displaced_registrant_is_ignored() -> None:
+    ms = server()
+    ms.receive(register(record(rloc=ETR_A), notify=False), ETR_A, 4342, now=0.0)
+    ms.receive(register(record(rloc=ETR_B), notify=False), ETR_B, 4342, now=1.0)
+    assert ms.receive(register(record(rloc=ETR_A, ttl=0)), ETR_A, 4342, now=2.0) != []
+    assert ms.counters["deregister_ignored"] == 1
+    assert ms.registrations()[0].source == ETR_B
+    # The registrant itself may deregister.
+    ms.receive(register(record(rloc=ETR_B, ttl=0)), ETR_B, 4342, now=3.0)
+    assert ms.registrations() == ()
+
+
+# -- every bad input is counted and changes nothing ---------------------------------
+
+
+def _state(ms: MapServer) -> tuple[object, ...]:
+    return (ms.registrations(), ms.subscriptions(), ms.pending_notifies(), ms.next_timer())
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"", "malformed"),
+        (b"\x30" * 20, "malformed"),
+        (register(key=b"wrong"), "bad_auth"),
+        (register(record("203.0.113.0", 24)), "outside_site"),
+        (register(record("198.51.100.0", 25), key=OTHER), "more_specific_refused"),
+        (encode(MapRegister(1, (record(),))), "unknown_key_id"),
+        (encode(MapNotify(1, ())), "unexpected"),
+        (encode(MapReply(1, ())), "unexpected"),
+        (encode(MapNotifyAck(1, ())), "map_notify_ack_unknown"),
+        (encode(MapNotifyAck(500, ())), "map_notify_ack_bad_auth"),
+        (request("192.0.2.10", subscribe=True, xtr_id=0x99), "subscribe_unknown_xtr"),
+        (encode(encapsulate(MapRequest(1, (ITR,), ()), ITR, MS, to_ms=True)), "malformed"),
+        (
+            encode(
+                encapsulate(
+                    MapRequest(1, (ITR,), (EidRecord(NO_ADDRESS, 0),)), ITR, MS, to_ms=True
+                )
+            ),
+            "malformed",
+        ),
+    ],
+)
+def test_bad_input_changes_nothing(payload: bytes, reason: str) -> None:
+    ms = subscribed_server()
+    subscribe(ms)
+    before, counters = _state(ms), dict(ms.counters)
+    out = ms.receive(payload, ETR_B, 4342, now=1.2)
+    if reason == "subscribe_unknown_xtr":
+        assert len(out) == 1  # the request itself is answered
+    else:
+        assert out == []
+    assert _state(ms) == before
+    assert ms.counters[reason] == counters.get(reason, 0) + 1
+
+
+# -- the prefix index against the naive reference -----------------------------------
+
+_near = st.one_of(
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 255).map(lambda b: 0xC0000200 | b),
+    st.sampled_from([0, 0xFFFFFFFF, 0x0A000000, 0x0A000001, 0x80000000]),
+)
+_v4_prefixes = st.lists(
+    st.builds(
+        lambda iid, value, length: EidPrefix.of(iid, IPv4Address(value), length),
+        st.sampled_from([0, 0, 0, 1]),
+        _near,
+        st.integers(0, 32),
+    ),
+    max_size=40,
+)
+_other_prefixes = st.lists(
+    st.one_of(
+        st.builds(
+            lambda v, n: EidPrefix.of(0, IPv6Address(v), n),
+            st.integers(0, 2**128 - 1), st.integers(0, 128),
+        ),
+        st.builds(
+            lambda v, n: EidPrefix.of(0, MacAddress(v.to_bytes(6, "big")), n),
+            st.integers(0, 2**48 - 1), st.integers(0, 48),
+        ),
+    ),
+    max_size=5,
+)
+
+
+def _index(prefixes: list[EidPrefix]) -> PrefixIndex[EidPrefix]:
+    index: PrefixIndex[EidPrefix] = PrefixIndex()
+    for prefix in prefixes:
+        index.set(prefix, prefix)
+    return index
+
+
+@given(_v4_prefixes, _other_prefixes, _near, st.sampled_from([0, 1]))
+def test_indexed_negative_prefix_equals_the_reference(
+    v4: list[EidPrefix], other: list[EidPrefix], value: int, iid: int
+) -> None:
+    registered = v4 + other
+    address = IPv4Address(value)
+    # Covered or not: the index must agree with the reference either way.
+    assert _index(registered).negative(iid, address) == negative_prefix(iid, address, registered)
+
+
+@given(_other_prefixes, st.integers(0, 2**128 - 1))
+def test_indexed_negative_prefix_ipv6(registered: list[EidPrefix], value: int) -> None:
+    address = IPv6Address(value)
+    assert _index(registered).negative(0, address) == negative_prefix(0, address, registered)
+
+
+@given(_v4_prefixes, _near, st.integers(0, 32), st.data())
+def test_index_longest_within_covering_match_brute_force(
+    registered: list[EidPrefix], value: int, length: int, data: st.DataObject
+) -> None:
+    index = _index(registered)
+    # Removing some on the way must leave the index as if they were never there.
+    removed = data.draw(st.lists(st.sampled_from(registered), max_size=5) if registered
+                        else st.just([]))
+    for prefix in removed:
+        index.pop(prefix)
+    present = set(registered) - set(removed)
+    assert len(index) == len(present)
+    assert set(index.values()) == present
+    query = EidPrefix.of(0, IPv4Address(value), length)
+    covering = sorted(
+        (p for p in present if p.instance_id == 0 and p.length <= length
+         and p.covers(0, query.address)),
+        key=lambda p: -p.length,
+    )
+    assert list(index.covering(query)) == covering
+    assert index.longest(0, query.address, length) == (covering[0] if covering else None)
+    inside = {p for p in present if p.instance_id == 0 and p.length >= length
+              and query.covers(0, p.address)}
+    assert set(index.within(query)) == inside

@@ -10,7 +10,7 @@ import pytest
 
 from lispd.config.model import DatabaseMapping, RlocConfig
 from lispd.control.events import Datagram
-from lispd.control.registrar import LocalMapping, MapServerPeer, Registrar
+from lispd.control.registrar import Displaced, LocalMapping, MapServerPeer, Registrar
 from lispd.wire import auth
 from lispd.wire.address import InstanceIdAddress, MacAddress
 from lispd.wire.auth import KeyId
@@ -22,7 +22,7 @@ from lispd.wire.messages import (
     MapReply,
     MapRequest,
 )
-from lispd.wire.records import EidRecord
+from lispd.wire.records import EidRecord, LocatorRecord, MappingRecord
 
 MS1 = MapServerPeer(IPv4Address("198.18.0.1"), b"s3cret", KeyId.HMAC_SHA256_128)
 MS2 = MapServerPeer(IPv4Address("198.18.0.2"), b"other", KeyId.HMAC_SHA1_96)
@@ -344,3 +344,222 @@ def test_update_before_start_sends_nothing() -> None:
 def test_register_interval_below_the_first_retry_is_refused() -> None:
     with pytest.raises(ValueError, match="register interval"):
         Registrar((EID,), (MS1,), 0.5)
+
+
+# -- xTR-ID (RFC 9437) ------------------------------------------------------------
+
+
+def test_every_register_carries_the_xtr_id() -> None:
+    it = _nonces()
+    r = Registrar((EID,), (MS1,), 60.0, lambda: next(it), xtr_id=0xABC, site_id=5)
+    (first,) = r.start(0.0)
+    (retry,) = r.timer(1.0)
+    (gone,) = r.stop(2.0)
+    for d in (first, retry, gone):
+        register = _register(d)
+        assert (register.xtr_id, register.site_id) == (0xABC, 5)
+        assert auth.verify(d.payload, MS1.key)
+    # The Site-ID defaults to 0; without an xTR-ID there is neither.
+    (d,) = Registrar((EID,), (MS1,), xtr_id=1).start(0.0)
+    assert (_register(d).xtr_id, _register(d).site_id) == (1, 0)
+    (d,) = _registrar().start(0.0)
+    assert (_register(d).xtr_id, _register(d).site_id) == (None, None)
+
+
+@pytest.mark.parametrize(("xtr_id", "site_id"), [(-1, None), (1 << 128, None), (1, 1 << 64)])
+def test_out_of_range_ids_are_refused(xtr_id: int, site_id: int | None) -> None:
+    with pytest.raises(ValueError):
+        Registrar((EID,), (MS1,), xtr_id=xtr_id, site_id=site_id)
+
+
+# -- mobility 1: our locators changed ---------------------------------------------------
+
+
+def test_locator_change_registers_at_once_everywhere_with_a_fresh_back_off() -> None:
+    r = _registrar((EID,), (MS1, MS2))
+    old = r.start(0.0)
+    for when in (1.0, 3.0, 7.0):  # unanswered: the back-off grew to 8 s
+        r.timer(when)
+    assert {s.backoff for s in r.status()} == {8.0}
+    moved = replace(EID, locators=(RlocConfig(NEW_RLOC),))
+    out = r.update((moved,), 9.5)
+    assert {d.destination for d in out} == {MS1.address, MS2.address}
+    for d in out:
+        register = _register(d)
+        assert [loc.locator for loc in register.records[0].locators] == [NEW_RLOC]
+        assert register.nonce not in {_register(o).nonce for o in old}
+    assert {(s.attempts, s.backoff, s.due) for s in r.status()} == {(1, 1.0, 10.5)}
+    assert r.next_timer() == 10.5
+    # A late Map-Notify for the old registration acknowledges nothing.
+    r.receive(_notify(_register(old[0]).nonce), MS1.address, 4342, 9.6)
+    assert r.counters["unknown_nonce"] == 1
+    _ack(r, out[0], 9.7, MS1 if out[0].destination == MS1.address else MS2)
+    assert sum(s.acknowledged for s in r.status()) == 1
+
+
+# -- mobility 2: another xTR took our EID over --------------------------------------------
+
+
+def _theirs(prefix: str = "192.0.2.0", mask: int = 24, rloc: IPv4Address = NEW_RLOC,
+            iid: int = 0) -> MappingRecord:
+    eid: IPv4Address | InstanceIdAddress = IPv4Address(prefix)
+    if iid:
+        eid = InstanceIdAddress(iid, IPv4Address(prefix))
+    return MappingRecord(eid, mask, (LocatorRecord(rloc),))
+
+
+def _unsolicited(*records: MappingRecord, nonce: int = 77, server: MapServerPeer = MS1,
+                 key: bytes | None = None) -> bytes:
+    notify = MapNotify(nonce, records or (_theirs(),))
+    return encode(auth.sign(notify, server.key if key is None else key, server.key_id))
+
+
+def _settled(servers: tuple[MapServerPeer, ...] = (MS1,)) -> Registrar:
+    """Both mappings registered and acknowledged by every server."""
+    r = _registrar((EID, EID_IID), servers)
+    for d in r.start(0.0):
+        _ack(r, d, 0.1, MS1 if d.destination == MS1.address else MS2)
+    return r
+
+
+def test_displacement_yields_the_mapping_acks_and_reports() -> None:
+    r = _settled()
+    payload = _unsolicited()
+    (ack_d,) = r.receive(payload, MS1.address, 4342, 5.0)
+    assert (ack_d.destination, ack_d.port) == (MS1.address, 4342)
+    assert auth.verify(ack_d.payload, MS1.key)
+    ack = decode(ack_d.payload)
+    assert isinstance(ack, MapNotifyAck)
+    assert (ack.nonce, ack.records) == (77, (_theirs(),))
+    assert r.take_events() == [Displaced(0, EID.eid_prefix, (_theirs(),), 5.0)]
+    assert r.take_events() == []
+    assert r.yielded() == (EID.key,)
+    (yielded,) = [s for s in r.status() if s.instance_id == 0]
+    assert yielded.yielded
+    assert r.counters["displaced"] == 1
+    # No more refreshes for it, and no more answers for it.
+    assert r.next_timer() == 60.0
+    out = r.timer(60.0)
+    assert [_register(d).records[0].eid_prefix for d in out] == [
+        InstanceIdAddress(7, IPv4Address("10.1.0.0"))
+    ]
+    assert r.receive(encode(_request()), ITR, 61000, 61.0) == []
+    assert r.counters["not_our_eid"] == 1
+    # Nor a deregistration on stop: the prefix is the other xTR's.
+    gone = r.stop(70.0)
+    assert [_register(d).records[0].eid_prefix for d in gone] == [
+        InstanceIdAddress(7, IPv4Address("10.1.0.0"))
+    ]
+
+
+def test_a_repeated_displacement_notify_is_acked_again_and_acted_on_once() -> None:
+    r = _settled()
+    first = r.receive(_unsolicited(), MS1.address, 4342, 5.0)
+    again = r.receive(_unsolicited(), MS1.address, 4342, 6.0)
+    assert decode(again[0].payload) == decode(first[0].payload)
+    assert len(r.take_events()) == 1
+    assert r.counters["displaced_repeat"] == 1
+    # Even after a reclaim, a retransmission of the old news changes nothing.
+    r.reclaim(EID.key, 7.0)
+    assert r.receive(_unsolicited(), MS1.address, 4342, 8.0) != []
+    assert r.yielded() == () and r.take_events() == []
+
+
+def test_displacement_via_one_server_stops_registering_with_all() -> None:
+    r = _settled((MS1, MS2))
+    r.receive(_unsolicited(), MS1.address, 4342, 5.0)
+    assert {(str(s.server), s.yielded) for s in r.status() if s.instance_id == 0} == {
+        (str(MS1.address), True), (str(MS2.address), True),
+    }
+    assert r.acknowledged(MS2.address)  # what is still ours is acknowledged
+    out = r.timer(60.0)
+    assert {d.destination for d in out} == {MS1.address, MS2.address}
+    assert all(_register(d).records[0].mask_len == 16 for d in out)
+
+
+def test_wider_record_displaces_an_instance_mapping() -> None:
+    r = _settled()
+    r.receive(_unsolicited(_theirs("10.0.0.0", 8, iid=7)), MS1.address, 4342, 5.0)
+    (event,) = r.take_events()
+    assert (event.instance_id, event.eid_prefix) == (7, EID_IID.eid_prefix)
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        (_theirs(rloc=RLOC),),  # our own locators: no one took anything
+        (_theirs("192.0.2.128", 25),),  # a more specific: the rest is still ours
+        (_theirs("198.51.100.0", 24),),  # not ours at all
+        (_theirs(iid=9),),  # same prefix, another instance
+        (replace(_theirs(), locators=()),),  # nobody holds it
+        (),
+    ],
+)
+def test_unsolicited_notify_that_displaces_nothing(records: tuple[MappingRecord, ...]) -> None:
+    r = _settled()
+    payload = encode(auth.sign(MapNotify(77, records), MS1.key, MS1.key_id))
+    assert r.receive(payload, MS1.address, 4342, 5.0) == []
+    assert r.counters["unknown_nonce"] == 1
+    assert r.take_events() == [] and r.yielded() == ()
+
+
+@pytest.mark.parametrize(
+    ("payload", "source", "reason"),
+    [
+        (_unsolicited(key=b"wrong"), MS1.address, "bad_auth"),
+        (_unsolicited(), IPv4Address("198.18.0.99"), "unknown_source"),
+        (_unsolicited(server=MS2), MS1.address, "bad_auth"),  # MS2's key, from MS1
+        (encode(MapNotify(77, (_theirs(),))), MS1.address, "bad_auth"),  # no HMAC
+    ],
+)
+def test_forged_displacement_changes_nothing(
+    payload: bytes, source: IPv4Address, reason: str
+) -> None:
+    r = _settled()
+    before = r.status()
+    assert r.receive(payload, source, 4342, 5.0) == []
+    assert r.counters[reason] == 1
+    assert r.status() == before and r.take_events() == [] and r.yielded() == ()
+
+
+def test_update_keeps_a_yielded_mapping_unless_its_locators_change() -> None:
+    r = _settled()
+    r.receive(_unsolicited(), MS1.address, 4342, 5.0)
+    assert r.update((EID, EID_IID), 10.0) == []
+    assert r.yielded() == (EID.key,)
+    moved = replace(EID, locators=(RlocConfig(NEW_RLOC),))
+    (d,) = r.update((moved, EID_IID), 20.0)
+    assert [loc.locator for loc in _register(d).records[0].locators] == [NEW_RLOC]
+    assert r.yielded() == ()
+    assert not any(s.yielded for s in r.status())
+    assert r.counters["yield_ended"] == 1
+
+
+def test_update_dropping_a_yielded_mapping_does_not_deregister_it() -> None:
+    r = _settled()
+    r.receive(_unsolicited(), MS1.address, 4342, 5.0)
+    assert r.update((EID_IID,), 10.0) == []
+    assert r.yielded() == ()
+    assert [s.instance_id for s in r.status()] == [7]
+
+
+def test_reclaim_registers_a_yielded_mapping_again() -> None:
+    r = _settled((MS1, MS2))
+    r.receive(_unsolicited(), MS1.address, 4342, 5.0)
+    out = r.reclaim(EID.key, 30.0)
+    assert {d.destination for d in out} == {MS1.address, MS2.address}
+    assert all(_register(d).records[0].locators[0].locator == RLOC for d in out)
+    assert r.next_timer() == 31.0
+    assert r.counters["reclaimed"] == 1
+    assert r.reclaim(EID.key, 31.0) == []  # not yielded (any more)
+    assert r.reclaim((0, IPv4Network("203.0.113.0/24")), 31.0) == []
+    _reply(r.receive(encode(_request()), ITR, 61000, 32.0))  # answered again
+
+
+def test_a_yielded_mapping_stays_yielded_across_stop_and_start() -> None:
+    r = _settled()
+    r.receive(_unsolicited(), MS1.address, 4342, 5.0)
+    r.stop(6.0)
+    out = r.start(7.0)
+    assert [_register(d).records[0].mask_len for d in out] == [16]
+    assert [s.yielded for s in r.status()] == [True, False]

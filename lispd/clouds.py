@@ -1,0 +1,152 @@
+"""The paper's scenario in network namespaces: a mapping system, an on-premise
+site, and VMs in two clouds, joined by a routed underlay; and the two moves.
+
+                       ┌──────────── core (router) ────────────┐
+      198.18.1.0/24    │ 198.18.2.0/24   198.18.3.0/24   198.18.4.0/24   198.18.5.0/24
+          ms ──────────┤── onprem xTR ── vm (cloud A) ─── vm (cloud B) ── vm2 (cloud B)
+   (Map-Server +       │     │ lan0          ula               ulb            ul0
+    Map-Resolver)      │   host 192.0.2.2 (192.0.2.0/26, 2001:db8:0:a::/64)
+
+- `ms` runs lispd with [map-server]: one site, the tenant's 192.0.2.0/24 and
+  2001:db8::/48, more-specifics accepted.
+- `onprem` is a site gateway: its LAN prefixes are behind `lan0`, the
+  client `host` sits there.
+- `vm` is its own xTR with the service's EIDs 192.0.2.100 and 2001:db8::100
+  on its TUN. It follows its underlay interfaces: it starts on `ula`
+  (cloud A, 198.18.3.10) and `move_vm` moves it to `ulb` (cloud B,
+  198.18.4.10), the way a migrated VM comes up on another network.
+- `vm2` is another VM in cloud B (198.18.5.10). `redeploy` starts lispd on
+  it with the service's EIDs: the service was redeployed there.
+
+Every address is from the ranges DESIGN.md allows; everything lives in the
+lab's namespaces and goes with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lispd.lab import Lab, Lispd
+
+__all__ = ["KEY", "SERVICE4", "SERVICE6", "Clouds", "Options"]
+
+KEY = "tenant-s3cret"
+SERVICE4, SERVICE6 = "192.0.2.100", "2001:db8::100"
+HOST4, HOST6 = "192.0.2.2", "2001:db8:0:a::2"
+MS = "198.18.1.2"
+EID_SPACE = '["192.0.2.0/24", "2001:db8::/48"]'
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the xTRs do; the convergence bench turns SMR and pub/sub off and on."""
+
+    subscribe: bool = True
+    smr: bool = True
+    probe_interval: float = 0.0
+    register_interval: int = 60
+
+
+@dataclass
+class Clouds:
+    lab: Lab
+    workdir: Path
+    options: Options = field(default_factory=Options)
+    daemons: dict[str, Lispd] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        lab = self.lab
+        self.core = lab.add("core")
+        self.ms, self.onprem, self.host = lab.add("ms"), lab.add("onprem"), lab.add("host")
+        self.vm, self.vm2 = lab.add("vm"), lab.add("vm2")
+        lab.ns(self.core, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self._uplink(self.ms, "ul0", "c-ms", 1, up=True)
+        self._uplink(self.onprem, "ul0", "c-op", 2, up=True)
+        self._uplink(self.vm, "ula", "c-a", 3, up=True)
+        self._uplink(self.vm, "ulb", "c-b", 4, up=False)
+        self._uplink(self.vm2, "ul0", "c-b2", 5, up=True)
+        lab.link(self.onprem, "lan0", self.host, "eth0")
+        lab.ns(self.onprem, "ip", "addr", "add", "192.0.2.1/26", "dev", "lan0")
+        lab.ns(self.onprem, "ip", "addr", "add", "2001:db8:0:a::1/64", "dev", "lan0", "nodad")
+        lab.ns(self.host, "ip", "addr", "add", f"{HOST4}/26", "dev", "eth0")
+        lab.ns(self.host, "ip", "addr", "add", f"{HOST6}/64", "dev", "eth0", "nodad")
+        lab.ns(self.host, "ip", "route", "add", "default", "via", "192.0.2.1")
+        lab.ns(self.host, "ip", "-6", "route", "add", "default", "via", "2001:db8:0:a::1")
+
+    def _uplink(self, namespace: str, device: str, core_device: str, net: int, *,
+                up: bool) -> None:
+        """A point-to-point underlay network 198.18.<net>.0/24 to the core."""
+        self.lab.link(namespace, device, self.core, core_device)
+        self.lab.ns(self.core, "ip", "addr", "add", f"198.18.{net}.1/24", "dev", core_device)
+        if up:
+            self.attach(namespace, device, net)
+
+    def attach(self, namespace: str, device: str, net: int) -> None:
+        """Give a node its address on network <net> and its default route there."""
+        host = 2 if net in (1, 2) else 10
+        self.lab.ns(namespace, "ip", "addr", "add", f"198.18.{net}.{host}/24", "dev", device)
+        self.lab.ns(namespace, "ip", "route", "replace", "default", "via", f"198.18.{net}.1")
+
+    # -- configs -----------------------------------------------------------------
+
+    def _xtr(self) -> str:
+        o = self.options
+        return (
+            f'map-resolvers = ["{MS}"]\nsubscribe = {str(o.subscribe).lower()}\n'
+            f"solicit-map-request = {str(o.smr).lower()}\n"
+            f"rloc-probe-interval = {o.probe_interval}\n"
+            f"register-interval = {o.register_interval}\n\n"
+            f'[[xtr.map-server]]\naddress = "{MS}"\nkey = "{KEY}"\n\n'
+        )
+
+    def ms_config(self) -> str:
+        return (
+            f'[underlay]\nrlocs = ["{MS}"]\n\n[map-server]\nlisten = ["{MS}"]\n'
+            f"register-interval = {self.options.register_interval}\n\n"
+            f'[[map-server.site]]\nname = "tenant"\nkey = "{KEY}"\n'
+            f'eid-prefixes = ["192.0.2.0/24", "2001:db8::/48"]\naccept-more-specifics = true\n'
+        )
+
+    def onprem_config(self) -> str:
+        return (
+            '[underlay]\nrlocs = ["198.18.2.2"]\n\n'
+            f'[xtr]\neid-space = {EID_SPACE}\n' + self._xtr()
+            + '[[xtr.database-mapping]]\neid-prefix = "192.0.2.0/26"\ninterface = "lan0"\n\n'
+            '[[xtr.database-mapping]]\neid-prefix = "2001:db8:0:a::/64"\ninterface = "lan0"\n'
+        )
+
+    def vm_config(self, interfaces: str) -> str:
+        return (
+            f"[underlay]\ninterfaces = {interfaces}\n\n"
+            f'[xtr]\neid-space = {EID_SPACE}\n' + self._xtr()
+            + f'[[xtr.database-mapping]]\neid-prefix = "{SERVICE4}/32"\nassign = true\n\n'
+            f'[[xtr.database-mapping]]\neid-prefix = "{SERVICE6}/128"\nassign = true\n'
+        )
+
+    # -- running -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """The mapping system first, then the xTRs (which register with it)."""
+        self.daemons["ms"] = self.lab.lispd(self.ms, self.ms_config(), self.workdir, "ms")
+        self.daemons["onprem"] = self.lab.lispd(self.onprem, self.onprem_config(),
+                                                self.workdir, "onprem")
+        self.daemons["vm"] = self.lab.lispd(self.vm, self.vm_config('["ula", "ulb"]'),
+                                            self.workdir, "vm")
+
+    def move_vm(self) -> None:
+        """Case 1: the VM leaves cloud A and comes up on cloud B's network."""
+        self.lab.ns(self.vm, "ip", "link", "set", "ula", "down")
+        self.lab.ns(self.vm, "ip", "addr", "flush", "dev", "ula")
+        self.lab.ns(self.vm, "ip", "link", "set", "ulb", "up")
+        self.attach(self.vm, "ulb", 4)
+
+    def redeploy(self) -> Lispd:
+        """Case 2: the service starts on vm2 (cloud B) with the same EIDs."""
+        daemon = self.lab.lispd(self.vm2, self.vm_config('["ul0"]'), self.workdir, "vm2")
+        self.daemons["vm2"] = daemon
+        return daemon
+
+    def stop(self) -> dict[str, int]:
+        """Stop every daemon; their exit codes."""
+        return {name: daemon.stop() for name, daemon in reversed(self.daemons.items())}

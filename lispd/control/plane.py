@@ -1,0 +1,248 @@
+"""The control plane of a running node, joined to its data plane.
+
+The daemon owns the host and the fast path; this owns the machines (through
+ControlNode and its asyncio adapter) and carries their decisions into the
+data plane: map-cache changes into the C table, released packets into the
+ITR path, a displaced EID out of the local database. It also reacts to the
+two kinds of mobility (issue 4):
+
+1. this node's RLOCs changed (a followed interface got a new address): the
+   outer source follows, the control sockets rebind, every mapping is
+   registered again with the new locators at once, and the ITRs that sent us
+   traffic lately are told with SMRs;
+2. the map-server says another xTR took one of our EIDs over (a Map-Notify
+   to the registrar): the EID stops being local here, packets still arriving
+   for it are re-encapsulated towards its new locators instead of dropped,
+   and the ITRs still sending to us are told with SMRs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+import structlog
+
+from lispd.config.model import Config, DatabaseMapping
+from lispd.control import setup
+from lispd.control.events import Datagram, Output, Released
+from lispd.control.mapserver import MapServer
+from lispd.control.node import ControlNode
+from lispd.control.probing import RlocProber
+from lispd.control.registrar import Displaced, Registrar
+from lispd.control.resolver import Resolver, entry_of
+from lispd.control.service import ControlService
+from lispd.control.smr import Solicitor
+from lispd.control.udp import IPAddress
+from lispd.dataplane import sync
+from lispd.dataplane.fastpath import FastPath, Miss
+from lispd.dataplane.tables import Fib
+from lispd.mapcache import Change, EidPrefix, MapCache
+
+__all__ = ["RECENT_ITR_WINDOW", "ControlPlane"]
+
+log = structlog.get_logger("lispd.control")
+
+RECENT_ITR_WINDOW = 60.0
+"""Seconds: an ITR that sent us traffic this recently is told of a change by SMR."""
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        config: Config,
+        *,
+        mapcache: MapCache,
+        mapcache_fib: Fib,
+        database_fib: Fib,
+        fastpath: FastPath,
+        tuns: dict[int, int],
+        rlocs: tuple[IPAddress, ...],
+    ) -> None:
+        self.config = config
+        self.mapcache = mapcache
+        self.mapcache_fib = mapcache_fib
+        self.database_fib = database_fib
+        self.fastpath = fastpath
+        self.tuns = tuns
+        self.rlocs = rlocs
+        xtr = config.xtr
+        self.policy = sync.FibPolicy(proxy_etrs=xtr.proxy_etrs if xtr else ())
+        self.database = setup.database(xtr, rlocs) if xtr else ()
+        xtr_id = secrets.randbits(128)
+        peers = setup.map_server_peers(xtr) if xtr else ()
+        map_server = (
+            MapServer(setup.sites(config.map_server), config.map_server.register_interval)
+            if config.map_server else None
+        )
+        registrar = (
+            Registrar(setup.local_mappings(self.database), peers, xtr.register_interval,
+                      xtr_id=xtr_id)
+            if xtr and peers else None
+        )
+        resolver = (
+            Resolver(mapcache, map_resolvers=xtr.map_resolvers, itr_rlocs=rlocs,
+                     map_servers=peers, subscribe=xtr.subscribe, xtr_id=xtr_id)
+            if xtr and xtr.map_resolvers else None
+        )
+        prober = (
+            RlocProber(mapcache, rlocs, interval=xtr.rloc_probe_interval)
+            if xtr and xtr.rloc_probe_interval > 0 else None
+        )
+        solicitor = Solicitor() if xtr and xtr.solicit_map_request else None
+        if solicitor is not None:
+            solicitor.set_itr_rlocs(rlocs)
+        self.node = ControlNode(
+            map_server=map_server, registrar=registrar, resolver=resolver, prober=prober,
+            solicitor=solicitor, local_prefixes=lambda: setup.local_prefixes(self.database),
+            server_addresses=config.map_server.listen if config.map_server else (),
+        )
+        self.service = ControlService(loop, self.node, apply_changes=self._apply,
+                                      release=self._release, after=self._after)
+
+    @property
+    def enabled(self) -> bool:
+        node = self.node
+        return any(m is not None for m in (node.map_server, node.registrar, node.resolver))
+
+    # -- life cycle ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self.service.bind(self._addresses())
+        registrar = self.node.registrar
+        if registrar is not None:
+            self.service.deliver(self._xtr(registrar.start(self.service.now())))
+        self.service.rearm()
+
+    def stop(self) -> None:
+        """Deregister (TTL 0) so the mapping system forgets us at once, then close."""
+        registrar = self.node.registrar
+        if registrar is not None:
+            for datagram in registrar.stop(self.service.now()):
+                self.service.sockets.send(datagram)
+        self.service.close()
+
+    # -- from the data plane -------------------------------------------------------
+
+    def misses(self, misses: list[Miss]) -> None:
+        resolver = self.node.resolver
+        if resolver is None:
+            return
+        now = self.service.now()
+        for miss in misses:
+            self.service.deliver(resolver.miss(miss.instance_id, miss.address, miss.packet, now))
+
+    def used(self, prefixes: Iterable[EidPrefix]) -> None:
+        now = self.service.now()
+        wanted = tuple(prefixes)
+        for machine in (self.node.resolver, self.node.prober):
+            if machine is not None:
+                machine.used(wanted, now)
+        self.service.rearm()
+
+    # -- mobility ------------------------------------------------------------------
+
+    def rlocs_changed(self, rlocs: tuple[IPAddress, ...]) -> None:
+        """Case 1: this node now sits at other RLOCs."""
+        if rlocs == self.rlocs:
+            return
+        log.info("rlocs_changed", old=[str(r) for r in self.rlocs], new=[str(r) for r in rlocs])
+        self.rlocs = rlocs
+        now = self.service.now()
+        xtr = self.config.xtr
+        self.service.bind(self._addresses())
+        for machine in (self.node.resolver, self.node.prober, self.node.solicitor):
+            if machine is not None:
+                machine.set_itr_rlocs(rlocs)
+        if xtr is None:
+            return
+        self.database = setup.database(xtr, rlocs)
+        for mapping in self.database:
+            self.database_fib.set(*sync.database_entry(mapping))
+        registrar = self.node.registrar
+        if registrar is not None:
+            self.service.deliver(
+                self._xtr(registrar.update(setup.local_mappings(self.database), now))
+            )
+        self._solicit(setup.local_prefixes(self.database), now)
+
+    def _displaced(self, event: Displaced) -> None:
+        """Case 2: another xTR registered one of our EIDs."""
+        prefix = EidPrefix.of(event.instance_id, event.eid_prefix.network_address,
+                              event.eid_prefix.prefixlen)
+        log.info("eid_moved_away", eid=str(prefix))
+        now = self.service.now()
+        self.database = tuple(m for m in self.database if _prefix(m) != prefix)
+        key = sync.fib_key(prefix)
+        if key is not None:
+            self.database_fib.delete(key)
+        self.policy = replace(self.policy, reencap=self.policy.reencap | {prefix})
+        changes: list[Change] = []
+        for record in event.records:
+            entry = entry_of(record, now)
+            if entry is not None:
+                changes.extend(self.mapcache.insert(entry, now))
+        self._apply(tuple(changes))
+        self._solicit((prefix,), now)
+
+    def _solicit(self, prefixes: Iterable[EidPrefix], now: float) -> None:
+        solicitor = self.node.solicitor
+        if solicitor is None:
+            return
+        since = int((now - RECENT_ITR_WINDOW) * 1000)
+        itrs = [a for a in self.fastpath.recent_itrs(max(since, 0)) if a not in self.rlocs]
+        self.service.deliver(self._xtr(solicitor.solicit(prefixes, itrs, now)))
+
+    # -- into the data plane ---------------------------------------------------------
+
+    def _apply(self, changes: tuple[Change, ...]) -> None:
+        sync.apply(self.mapcache_fib, list(changes), self.policy)
+
+    def _release(self, released: tuple[Released, ...]) -> None:
+        for packet in released:
+            tun = self.tuns.get(packet.instance_id)
+            if tun is not None:
+                self.fastpath.itr_send(tun, packet.packet)
+
+    def _after(self) -> None:
+        registrar = self.node.registrar
+        if registrar is not None:
+            for event in registrar.take_events():
+                self._displaced(event)
+
+    def _addresses(self) -> set[IPAddress]:
+        addresses: set[IPAddress] = set()
+        if self.config.xtr is not None:
+            addresses.update(self.rlocs)
+        if self.config.map_server is not None:
+            addresses.update(self.config.map_server.listen)
+        return addresses
+
+    @staticmethod
+    def _xtr(datagrams: Iterable[Datagram]) -> Output:
+        return Output(tuple(datagrams))
+
+    # -- for lispctl -------------------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        machines: dict[str, Any] = {
+            "map_server": self.node.map_server, "registrar": self.node.registrar,
+            "resolver": self.node.resolver, "prober": self.node.prober,
+            "smr": self.node.solicitor, "control": self.node,
+            "control_socket": self.service.sockets,
+        }
+        for name, machine in machines.items():
+            if machine is not None:
+                for key, value in machine.counters.items():
+                    out[f"{name}_{key}"] = value
+        return out
+
+
+def _prefix(mapping: DatabaseMapping) -> EidPrefix:
+    return EidPrefix.of(mapping.instance_id, mapping.eid_prefix.network_address,
+                        mapping.eid_prefix.prefixlen)

@@ -1,0 +1,70 @@
+"""From a checked configuration to the control-plane machines of a node.
+
+Pure: the daemon calls these at start-up and whenever this node's RLOCs
+change (a followed interface got a new address), and gets new values to
+hand to the machines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from ipaddress import IPv4Address, IPv6Address
+
+from lispd.config.model import DatabaseMapping, MapServerConfig, RlocConfig, XtrConfig
+from lispd.control.mapserver import Site
+from lispd.control.registrar import LocalMapping, MapServerPeer
+from lispd.mapcache import EidPrefix
+from lispd.wire.auth import KeyId
+
+__all__ = ["database", "local_mappings", "local_prefixes", "map_server_peers", "sites"]
+
+IPAddress = IPv4Address | IPv6Address
+
+KEY_IDS = {"hmac-sha1": KeyId.HMAC_SHA1_96, "hmac-sha256": KeyId.HMAC_SHA256_128}
+
+
+def sites(config: MapServerConfig) -> tuple[Site, ...]:
+    return tuple(
+        Site(
+            site.name,
+            site.key.encode(),
+            tuple(
+                EidPrefix.of(site.instance_id, p.network_address, p.prefixlen)
+                for p in site.eid_prefixes
+            ),
+            site.accept_more_specifics,
+        )
+        for site in config.sites
+    )
+
+
+def map_server_peers(xtr: XtrConfig) -> tuple[MapServerPeer, ...]:
+    return tuple(
+        MapServerPeer(peer.address, peer.key.encode(), KEY_IDS[peer.key_id])
+        for peer in xtr.map_servers
+    )
+
+
+def database(xtr: XtrConfig, rlocs: Iterable[IPAddress]) -> tuple[DatabaseMapping, ...]:
+    """The database-mappings with their RLOCs filled in: a mapping that names
+    none is announced at this node's RLOCs of the moment."""
+    current = tuple(RlocConfig(address) for address in rlocs)
+    return tuple(
+        mapping if mapping.rlocs else replace(mapping, rlocs=current)
+        for mapping in xtr.database_mappings
+    )
+
+
+def local_mappings(mappings: Iterable[DatabaseMapping]) -> tuple[LocalMapping, ...]:
+    """What the registrar registers: mappings that have RLOCs right now."""
+    return tuple(
+        LocalMapping(m.instance_id, m.eid_prefix, m.rlocs) for m in mappings if m.rlocs
+    )
+
+
+def local_prefixes(mappings: Iterable[DatabaseMapping]) -> tuple[EidPrefix, ...]:
+    return tuple(
+        EidPrefix.of(m.instance_id, m.eid_prefix.network_address, m.eid_prefix.prefixlen)
+        for m in mappings
+    )

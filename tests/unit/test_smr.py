@@ -1,0 +1,108 @@
+"""Solicit-Map-Request from the ETR side, and the routing of control messages."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from itertools import count
+
+import pytest
+
+from lispd.control.node import Route, route
+from lispd.control.smr import MAX_PENDING, Solicitor
+from lispd.mapcache import EidPrefix
+from lispd.wire.address import InstanceIdAddress
+from lispd.wire.control import decode, encapsulate, encode
+from lispd.wire.messages import (
+    MapNotify,
+    MapNotifyAck,
+    MapRegister,
+    MapReply,
+    MapRequest,
+)
+from lispd.wire.records import EidRecord
+
+ITR = IPv4Address("198.18.2.2")
+ME = IPv4Address("198.18.3.10")
+PREFIX = EidPrefix.parse("192.0.2.100/32")
+
+
+def solicitor(resends: int = 2) -> Solicitor:
+    nonces = count(1)
+    s = Solicitor(resends=resends, interval=1.0, nonces=lambda: next(nonces))
+    s.set_itr_rlocs((ME,))
+    return s
+
+
+def test_an_smr_names_the_prefix_and_our_rlocs() -> None:
+    (datagram,) = solicitor().solicit([PREFIX], [ITR], now=0.0)
+    assert (datagram.destination, datagram.port) == (ITR, 4342)
+    request = decode(datagram.payload)
+    assert isinstance(request, MapRequest)
+    assert request.smr and not request.probe and not request.smr_invoked
+    assert request.itr_rlocs == (ME,)
+    assert request.records == (EidRecord(IPv4Address("192.0.2.100"), 32),)
+    assert request.source_eid == IPv4Address("192.0.2.100")
+
+
+def test_instance_ids_are_carried() -> None:
+    prefix = EidPrefix.parse("2001:db8::/48", instance_id=7)
+    (datagram,) = solicitor().solicit([prefix], [ITR], now=0.0)
+    request = decode(datagram.payload)
+    assert isinstance(request, MapRequest)
+    assert request.records == (EidRecord(InstanceIdAddress(7, IPv6Address("2001:db8::")), 48),)
+
+
+def test_resent_then_forgotten() -> None:
+    s = solicitor(resends=2)
+    assert len(s.solicit([PREFIX], [ITR, IPv4Address("198.18.4.4")], now=0.0)) == 2
+    assert s.next_timer() == 1.0
+    assert s.timer(0.5) == []
+    assert len(s.timer(1.0)) == 2
+    assert len(s.timer(2.0)) == 2
+    assert s.timer(3.0) == [] and s.next_timer() is None
+    assert s.counters["smr_sent"] == 6
+
+
+def test_cancel_stops_the_resends() -> None:
+    s = solicitor()
+    s.solicit([PREFIX], [ITR], now=0.0)
+    s.cancel(PREFIX)
+    assert s.next_timer() is None
+
+
+def test_without_an_rloc_nothing_is_sent() -> None:
+    s = Solicitor()
+    assert s.solicit([PREFIX], [ITR], now=0.0) == []
+    assert s.counters == {"smr_no_rloc": 1} and s.next_timer() is None
+
+
+def test_resends_are_bounded() -> None:
+    s = solicitor()
+    itrs = [ip_address(0xC6120000 + i) for i in range(MAX_PENDING + 10)]
+    assert len(s.solicit([PREFIX], itrs, now=0.0)) == MAX_PENDING + 10
+    assert len(s.timer(1.0)) == MAX_PENDING
+
+
+REQUEST = MapRequest(1, (ME,), (EidRecord(IPv4Address("192.0.2.1"), 32),))
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (encode(REQUEST), Route.REGISTRAR),
+        (encode(MapRequest(1, (ME,), REQUEST.records, probe=True)), Route.REGISTRAR),
+        (encode(MapRequest(1, (ME,), REQUEST.records, smr=True)), Route.RESOLVER),
+        (encode(MapReply(1, ())), Route.RESOLVER),
+        (encode(MapReply(1, (), probe=True)), Route.PROBER),
+        (encode(MapRegister(1, (), key_id=1, auth_data=bytes(20))), Route.MAP_SERVER),
+        (encode(MapNotifyAck(1, (), key_id=1, auth_data=bytes(20))), Route.MAP_SERVER),
+        (encode(MapNotify(1, (), key_id=1, auth_data=bytes(20))), Route.MAP_NOTIFY),
+        (encode(encapsulate(REQUEST, ME, IPv4Address("192.0.2.1"))), Route.MAP_SERVER),
+        (encode(encapsulate(REQUEST, ME, IPv4Address("192.0.2.1"), to_etr=True)),
+         Route.REGISTRAR),
+        (b"", Route.NONE),
+        (b"\xf0", Route.NONE),
+    ],
+)
+def test_route(payload: bytes, expected: Route) -> None:
+    assert route(payload) is expected
