@@ -24,18 +24,23 @@ lab's namespaces and goes with them.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lispd.lab import Lab, Lispd
+from lispd.stream import Arrivals
 
-__all__ = ["KEY", "SERVICE4", "SERVICE6", "Clouds", "Options"]
+__all__ = ["KEY", "SERVICE4", "SERVICE6", "STREAM_PORT", "Clouds", "Options"]
 
 KEY = "tenant-s3cret"
 SERVICE4, SERVICE6 = "192.0.2.100", "2001:db8::100"
 HOST4, HOST6 = "192.0.2.2", "2001:db8:0:a::2"
 MS = "198.18.1.2"
 EID_SPACE = '["192.0.2.0/24", "2001:db8::/48"]'
+STREAM_PORT = 9000
 
 
 @dataclass(frozen=True)
@@ -150,3 +155,34 @@ class Clouds:
     def stop(self) -> dict[str, int]:
         """Stop every daemon; their exit codes."""
         return {name: daemon.stop() for name, daemon in reversed(self.daemons.items())}
+
+    # -- a numbered stream from the on-premise host to the service -----------------
+
+    def receiver(self, namespace: str, seconds: float) -> subprocess.Popen[bytes]:
+        """The service's end of the stream in namespace; returns once it listens."""
+        process = self.lab.popen(
+            namespace, sys.executable, "-m", "lispd.stream", "receive", SERVICE4,
+            str(STREAM_PORT), str(seconds), stdout=subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != b"ready":
+            raise RuntimeError("stream receiver did not start")
+        return process
+
+    def sender(self, rate: int, count: int) -> subprocess.Popen[bytes]:
+        """The client's end: count datagrams at rate per second from the host."""
+        return self.lab.popen(
+            self.host, sys.executable, "-m", "lispd.stream", "send", SERVICE4,
+            str(STREAM_PORT), str(rate), str(count), stdout=subprocess.PIPE,
+        )
+
+    @staticmethod
+    def arrivals(process: subprocess.Popen[bytes], timeout: float = 30.0) -> Arrivals:
+        out, _ = process.communicate(timeout=timeout)
+        return Arrivals.parse(out.decode().strip().splitlines()[-1])
+
+    @staticmethod
+    def sent(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+        out, _ = process.communicate(timeout=timeout)
+        result: dict[str, int] = json.loads(out.decode().strip().splitlines()[-1])
+        return result["sent"]

@@ -38,6 +38,8 @@ from lispd.wire.records import Action
 log = structlog.get_logger("lispd")
 
 HOUSEKEEPING_INTERVAL = 1.0
+RLOC_SETTLE = 0.05
+"""Seconds of netlink quiet before this node's RLOCs are looked up again."""
 FDB_LIMIT = 65536
 STATIC_ACTIONS = {
     "drop": Action.DROP_NO_REASON,
@@ -85,6 +87,7 @@ class Daemon:
         self._raw: dict[int, socket.socket] = {}
         self.plane: ControlPlane | None = None
         self._watch: AddressWatch | None = None
+        self._settle: asyncio.TimerHandle | None = None
 
     # -- start-up ------------------------------------------------------------
 
@@ -231,9 +234,20 @@ class Daemon:
             self.fdb.age(now_ms, segment.ageing * 1000, segment.vni)
 
     def _addresses_changed(self) -> None:
-        """A netlink address or link event: look at what is true now."""
+        """A netlink event: look at what is true once the burst is over.
+
+        A move comes as a burst (old address gone, link up, new address, new
+        default route); acting on the first event would register an address
+        that has no route yet, or none at all.
+        """
         assert self._watch is not None
         self._watch.drain()
+        if self._settle is not None:
+            self._settle.cancel()
+        self._settle = asyncio.get_running_loop().call_later(RLOC_SETTLE, self._look_up_rlocs)
+
+    def _look_up_rlocs(self) -> None:
+        self._settle = None
         future = asyncio.get_running_loop().run_in_executor(
             self._netlink_thread, self._current_rlocs
         )
@@ -245,6 +259,11 @@ class Daemon:
             return
         rlocs = future.result()
         if rlocs == self.rlocs:
+            return
+        if not rlocs:
+            # Off every network for now (mid-migration): nothing could be
+            # sent anyway, so keep the old state until an address comes.
+            log.warning("no_rloc", interfaces=list(self.config.underlay.interfaces))
             return
         self.rlocs = rlocs
         self._set_underlay()
@@ -288,6 +307,8 @@ class Daemon:
             self.netlink = None
 
     async def stop(self) -> None:
+        if self._settle is not None:
+            self._settle.cancel()
         if self._watch is not None:
             asyncio.get_running_loop().remove_reader(self._watch.fileno())
             self._watch.close()

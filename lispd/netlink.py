@@ -59,7 +59,9 @@ RT_SCOPE_UNIVERSE = 0
 # rtnetlink multicast groups (linux/rtnetlink.h): address and link changes.
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV4_ROUTE = 0x40
 RTMGRP_IPV6_IFADDR = 0x100
+RTMGRP_IPV6_ROUTE = 0x400
 
 # What the kernel answers when a delete finds nothing to delete: no such
 # route (ESRCH), rule (ENOENT), address (EADDRNOTAVAIL) or device (ENODEV).
@@ -490,7 +492,7 @@ def _reason(error: BaseException) -> str:
 
 
 class AddressWatch:
-    """A wake-up when any address or link of this namespace changes.
+    """A wake-up when any address, link or route of this namespace changes.
 
     A plain rtnetlink socket joined to the address and link groups: the
     daemon adds it to its loop and, when it becomes readable, drains it and
@@ -503,7 +505,9 @@ class AddressWatch:
     def __init__(self) -> None:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK,
                                    socket.NETLINK_ROUTE)
-        self._sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
+        # Routes too: a new address is only usable once its route is there.
+        self._sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR
+                         | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE))
 
     def fileno(self) -> int:
         return self._sock.fileno()

@@ -25,6 +25,8 @@ __all__ = ["Arrivals", "gaps"]
 _FORMAT = "!Qd"
 _SIZE = struct.calcsize(_FORMAT)
 _PADDING = 64
+_IP_FREEBIND = 15
+_IPV6_FREEBIND = 78
 
 
 def _family(address: str) -> socket.AddressFamily:
@@ -52,6 +54,11 @@ def send(address: str, port: int, rate: float, count: int) -> None:
 
 def receive(address: str, port: int, seconds: float) -> None:
     sock = socket.socket(_family(address), socket.SOCK_DGRAM)
+    # The service may start before its EID is on the TUN (a VM booting).
+    if ":" in address:
+        sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_FREEBIND, 1)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, _IP_FREEBIND, 1)
     sock.bind((address, port))
     sock.settimeout(0.2)
     print("ready", flush=True)

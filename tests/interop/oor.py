@@ -10,6 +10,7 @@ The hub and the OOR config pieces serve test_lisp_interop's peer too.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from lispd.lab import Lab
@@ -22,20 +23,25 @@ XTRS = {"x1": ("198.18.0.11", "192.0.2.0/26", "192.0.2.1"),
 LISP_TRAFFIC = "udp port 4342 or udp port 4341"  # control and data
 
 
-def _ms_config(iface: str) -> str:
+def ms_config(iface: str, prefixes: Sequence[str] = ("192.0.2.0/24",), key: str = KEY) -> str:
+    """OOR as Map-Server (and Map-Resolver) on iface: one lisp-site per prefix,
+    instance 0, more-specifics accepted, HMAC-SHA-1-96 (key-type 1, the only
+    one OOR 1.3.0 has)."""
+    sites = "".join(f"""
+lisp-site {{
+    eid-prefix = {prefix}
+    key-type = 1
+    key = {key}
+    iid = 0
+    accept-more-specifics = true
+}}
+""" for prefix in prefixes)
     return f"""
 debug = 1
 operating-mode = MS
 control-iface = {iface}
 encapsulation = LISP
-lisp-site {{
-    eid-prefix = 192.0.2.0/24
-    key-type = 1
-    key = {KEY}
-    iid = 0
-    accept-more-specifics = true
-}}
-"""
+""" + sites
 
 
 def mapping(kind: str, prefix: str, rloc: str) -> str:
@@ -54,22 +60,30 @@ def mapping(kind: str, prefix: str, rloc: str) -> str:
 """
 
 
-def _xtr_config(rloc: str, prefix: str) -> str:
+def xtr_config(map_server: str, mappings: Sequence[tuple[str, str]], *,
+               proxy_reply: bool = False, probe_interval: int | None = None,
+               key: str = KEY) -> str:
+    """An OOR xTR that registers its database mappings (prefix, RLOC) with
+    map_server (key-type 1) and resolves through it as its map-resolver.
+    probe_interval: RLOC probing every so many seconds (0: off); None keeps
+    OOR's default."""
+    probing = ("" if probe_interval is None
+               else f"rloc-probing {{\n    rloc-probe-interval = {probe_interval}\n}}\n")
     return f"""
 debug = 1
 operating-mode = xTR
 encapsulation = LISP
 map-request-retries = 2
-map-resolver = {{
-    {MS_RLOC}
+{probing}map-resolver = {{
+    {map_server}
 }}
 map-server {{
-    address = {MS_RLOC}
+    address = {map_server}
     key-type = 1
-    key = {KEY}
-    proxy-reply = off
+    key = {key}
+    proxy-reply = {"on" if proxy_reply else "off"}
 }}
-""" + mapping("database-mapping", prefix, rloc)
+""" + "".join(mapping("database-mapping", prefix, rloc) for prefix, rloc in mappings)
 
 
 def hub(lab: Lab) -> str:
@@ -112,8 +126,17 @@ def build(lab: Lab, workdir: Path) -> dict[str, str]:
     for role, (_, _, host) in XTRS.items():
         # The host EID sits on lo (this kernel may lack the dummy driver).
         lab.ns(roles[role], "ip", "addr", "add", f"{host}/32", "dev", "lo")
-    configs = {"ms": _ms_config("eth0")}
-    configs.update({r: _xtr_config(v[0], v[1]) for r, v in XTRS.items()})
+    configs = {"ms": ms_config("eth0")}
+    configs.update({r: xtr_config(MS_RLOC, [(v[1], v[0])]) for r, v in XTRS.items()})
     for role, text in configs.items():
         start(lab, roles[role], workdir, role, text)
     return roles
+
+
+def routing_installed(lab: Lab, namespace: str, prefixes: Sequence[str]) -> bool:
+    """Whether OOR in namespace sends what its EID prefixes source into its
+    tunnel yet (a `from PREFIX lookup` rule per prefix, of either family):
+    OOR takes some 4 s after start to get there."""
+    rules = (lab.ns(namespace, "ip", "-4", "rule", "show").stdout
+             + lab.ns(namespace, "ip", "-6", "rule", "show").stdout)
+    return all(f"from {prefix} lookup" in rules for prefix in prefixes)
