@@ -158,7 +158,7 @@ class Scene:
 def _stats(daemon: Lispd) -> dict[str, int]:
     try:
         return daemon.stats()
-    except Exception:  # noqa: BLE001 - a report of a daemon that is gone
+    except Exception:
         return {}
 
 
