@@ -20,6 +20,8 @@ demo: $(VENV)/.installed
 bench: deps $(VENV)/.installed
 	$(PY) bench/checksum.py
 	if [ -f bench/lookup.py ]; then $(PY) bench/lookup.py; fi
+	$(PY) bench/mapserver.py
+	$(PY) bench/convergence.py
 	$(PY) bench/throughput.py
 
 # Debian packages the interop tests use; installed once, only when missing.
