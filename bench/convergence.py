@@ -16,9 +16,10 @@ each with four ways for the client's ITR to learn of it:
                  packet after the move is lost (shown for scale)
 
 A client on-premise sends a numbered UDP stream (RATE packets/s for SECONDS)
-to the service; the move happens MOVE_AT seconds in. The gap is the longest
-silence at the service (over both VMs for a redeployment), the loss is what
-never arrived. Median and worst over --runs runs; every run goes to
+to the service; the move happens MOVE_AT seconds in. The loss is what
+never arrived (at either VM, for a redeployment). The gap is counted on the
+stream's clock: the longest run of consecutive packets nobody received,
+times the send interval. Median and worst over --runs runs; every run goes to
 bench/results/convergence-<UTC>.json. Needs root; everything happens in
 namespaces made (and deleted) by lispd.lab.
 
@@ -40,7 +41,7 @@ from typing import Any
 
 from lispd.clouds import SERVICE4, Clouds, Options
 from lispd.lab import lab
-from lispd.stream import Arrivals, gaps
+from lispd.stream import Arrivals, outage
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WAYS = {
@@ -90,7 +91,7 @@ def one_run(move: str, way: str, rate: int, seconds: float) -> Run:
         arrivals: list[Arrivals] = [clouds.arrivals(r) for r in receivers]
         clouds.stop()
     received = set().union(*(a.sequence_numbers for a in arrivals)) & set(range(sent))
-    return Run(move, way, sent, sent - len(received), round(gaps(arrivals) * 1000, 1))
+    return Run(move, way, sent, sent - len(received), round(outage(arrivals, sent, rate) * 1000, 1))
 
 
 def main() -> int:

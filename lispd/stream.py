@@ -11,7 +11,6 @@ prints one JSON line with them. Both run inside a lab's namespaces.
 
 from __future__ import annotations
 
-import itertools
 import json
 import socket
 import struct
@@ -20,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Arrivals", "gaps"]
+__all__ = ["Arrivals", "outage"]
 
 _FORMAT = "!Qd"
 _SIZE = struct.calcsize(_FORMAT)
@@ -92,17 +91,17 @@ class Arrivals:
     def lost(self, sent: int) -> int:
         return sent - len(self.sequence_numbers & set(range(sent)))
 
-    def longest_gap(self) -> float:
-        """Seconds of the longest silence between two consecutive arrivals."""
-        times = [t for _, t in self.packets]
-        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
-
-def gaps(receivers: Sequence[Arrivals]) -> float:
-    """The longest silence over the union of several receivers (a service that moved)."""
-    merged = Arrivals(tuple(sorted((p for r in receivers for p in r.packets),
-                                   key=lambda p: p[1])))
-    return merged.longest_gap()
+def outage(receivers: Sequence[Arrivals], sent: int, rate: float) -> float:
+    """Seconds of stream lost in one piece: the longest run of consecutive
+    sequence numbers no receiver got, over the stream's own clock (so a
+    stream that never recovers counts to its end)."""
+    got = set().union(*(r.sequence_numbers for r in receivers))
+    longest = run = 0
+    for seq in range(sent):
+        run = 0 if seq in got else run + 1
+        longest = max(longest, run)
+    return longest / rate
 
 
 def main(argv: Sequence[str]) -> int:

@@ -10,10 +10,17 @@ packets through the ITR fast path.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from lispd.mapcache import Change
+
+
+def random_nonce() -> int:
+    """A fresh 64-bit nonce (RFC 9301 section 5.2): the machines' default source;
+    tests pass a counter instead."""
+    return secrets.randbits(64)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,12 +60,11 @@ expiries, and ``next_timer()`` includes them.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 
-from lispd.control.events import Datagram
+from lispd.control.events import Datagram, random_nonce
 from lispd.control.notifier import DEFAULT_MAX_PENDING, Notifier
 from lispd.control.registrations import (
     NEGATIVE_TTL_MINUTES,
@@ -118,10 +117,6 @@ EXPIRY_FACTOR = 3
 RlocAddress = IPv4Address | IPv6Address
 
 
-def _random_nonce() -> int:
-    return secrets.randbits(64)
-
-
 def _order(prefix: EidPrefix) -> tuple[int, int, int, int]:
     """Display order: instance, family, address, length."""
     return (
@@ -170,7 +165,7 @@ class MapServer:
         self,
         sites: tuple[Site, ...],
         register_interval: float = DEFAULT_REGISTER_INTERVAL,
-        nonces: Callable[[], int] = _random_nonce,
+        nonces: Callable[[], int] = random_nonce,
         *,
         max_subscriptions: int = DEFAULT_MAX_SUBSCRIPTIONS,
         subscription_lifetime: float = SUBSCRIPTION_LIFETIME,
@@ -353,10 +348,7 @@ class MapServer:
             self._count("map_notify_ack_unknown")
             return
         for pending in candidates:
-            try:
-                good = auth.verify(payload, self._sites_by_name[pending.site].key)
-            except DecodeError:
-                good = False
+            good = auth.authentic(payload, self._sites_by_name[pending.site].key)
             if good:
                 self._notifier.done(pending.key)
                 self._count("map_notify_acked")

@@ -27,12 +27,11 @@ it was, a re-insert carries the remaining lifetime as its TTL.
 from __future__ import annotations
 
 import heapq
-import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-from lispd.control.events import Datagram, Output
+from lispd.control.events import Datagram, Output, random_nonce
 from lispd.control.itr import IPAddress, itr_rlocs_for, wire_eid
 from lispd.mapcache import Change, EidPrefix, MapCache, MapEntry
 from lispd.wire import DecodeError, EncodeError
@@ -118,10 +117,6 @@ class _Watched:
 _PairKey = tuple[EidPrefix, IPAddress]
 
 
-def _random_nonce() -> int:
-    return secrets.randbits(64)
-
-
 class RlocProber:
     """RLOC-probing of the locators of the map-cache entries in use (RFC 9301 section 7.1)."""
 
@@ -133,7 +128,7 @@ class RlocProber:
         interval: float = DEFAULT_INTERVAL,
         timeout: float | None = None,
         misses: int = DEFAULT_MISSES,
-        nonces: Callable[[], int] = _random_nonce,
+        nonces: Callable[[], int] = random_nonce,
         idle_timeout: float = 60.0,
         max_probed: int = 1024,
     ) -> None:

@@ -45,13 +45,12 @@ and otherwise ignored.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from lispd.control.etr import LocalMapping, answer, local_records, taken_over
-from lispd.control.events import Datagram
+from lispd.control.events import Datagram, random_nonce
 from lispd.wire import auth
 from lispd.wire.auth import KeyId
 from lispd.wire.control import LISP_CONTROL_PORT, decode, encode
@@ -145,7 +144,7 @@ class Registrar:
         mappings: tuple[LocalMapping, ...],
         map_servers: tuple[MapServerPeer, ...],
         register_interval: float = DEFAULT_REGISTER_INTERVAL,
-        nonce: Callable[[], int] = lambda: secrets.randbits(64),
+        nonce: Callable[[], int] = random_nonce,
         *,
         record_ttl: int = DEFAULT_RECORD_TTL,
         xtr_id: int | None = None,
@@ -386,10 +385,7 @@ class Registrar:
         if server is None:
             self._count("unknown_source")
             return []
-        try:
-            good = auth.verify(payload, server.key)
-        except DecodeError:
-            good = False
+        good = auth.authentic(payload, server.key)
         if not good:
             self._count("bad_auth")
             return []

@@ -37,7 +37,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Generic, TypeVar
 
 from lispd.mapcache import EidAddress, EidPrefix
-from lispd.wire import DecodeError, auth
+from lispd.wire import auth
 from lispd.wire.address import Address, InstanceIdAddress, MacAddress
 from lispd.wire.messages import MapRegister
 from lispd.wire.records import Action, MappingRecord
@@ -162,10 +162,7 @@ def admit(
     site = _site_for(sites, prefixes[0])
     if site is None:
         return "outside_site"
-    try:
-        if not auth.verify(payload, site.key):
-            return "bad_auth"
-    except DecodeError:
+    if not auth.authentic(payload, site.key):
         return "bad_auth"
     for prefix in prefixes:
         covering = [p for p in site.eid_prefixes if _inside(p, prefix)]

@@ -43,11 +43,10 @@ refused is counted in ``counters`` by reason and otherwise ignored.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv6Address
 
-from lispd.control.events import Datagram, Output, Released
+from lispd.control.events import Datagram, Output, Released, random_nonce
 from lispd.control.itr import (
     IPAddress,
     PrefixedRecords,
@@ -87,10 +86,6 @@ __all__ = [
 DEFAULT_LIMITS = ResolverLimits()
 
 
-def _random_nonce() -> int:
-    return secrets.randbits(64)
-
-
 class Resolver:
     """The ITR side of the mapping system (RFC 9301 sections 5.3, 6.1, 8.3; RFC 9437)."""
 
@@ -104,7 +99,7 @@ class Resolver:
         subscribe: bool = False,
         xtr_id: int = 0,
         site_id: int = 0,
-        nonces: Callable[[], int] = _random_nonce,
+        nonces: Callable[[], int] = random_nonce,
         limits: ResolverLimits = DEFAULT_LIMITS,
     ) -> None:
         if not (0 <= xtr_id < 2**128 and 0 <= site_id < 2**64):
@@ -363,10 +358,7 @@ class Resolver:
         if server is None:
             self._count("notify_unknown_source")
             return Output()
-        try:
-            good = auth.verify(payload, server.key)
-        except DecodeError:
-            good = False
+        good = auth.authentic(payload, server.key)
         if not good:
             self._count("notify_bad_auth")
             return Output()

@@ -15,12 +15,11 @@ once is bounded, so a node with many peers cannot flood the underlay.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
-from lispd.control.events import Datagram
+from lispd.control.events import Datagram, random_nonce
 from lispd.mapcache import EidPrefix
 from lispd.wire.address import Address, InstanceIdAddress
 from lispd.wire.control import LISP_CONTROL_PORT, encode
@@ -55,7 +54,7 @@ class Solicitor:
         self,
         resends: int = 2,
         interval: float = 1.0,
-        nonces: Callable[[], int] = lambda: secrets.randbits(64),
+        nonces: Callable[[], int] = random_nonce,
     ) -> None:
         self.resends = resends
         self.interval = interval

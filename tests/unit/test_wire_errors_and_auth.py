@@ -87,3 +87,11 @@ def test_verify_tells_unknown_key_ids_and_wrong_lengths_apart() -> None:
         auth.verify(encode(MapRegister(1, (), key_id=2, auth_data=bytes(20))), b"k")
     with pytest.raises(DecodeError, match="no authentication data"):
         auth.verify(encode(MapRequest(1, (RLOC,), ())), b"k")
+
+
+def test_authentic_is_verify_without_the_exceptions() -> None:
+    good = encode(auth.sign(MapRegister(7, (RECORD,)), b"k", auth.KeyId.HMAC_SHA256_128))
+    assert auth.authentic(good, b"k")
+    assert not auth.authentic(good, b"other")
+    assert not auth.authentic(encode(MapRegister(1, (), key_id=3, auth_data=bytes(20))), b"k")
+    assert not auth.authentic(b"", b"k")
