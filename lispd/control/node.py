@@ -9,9 +9,13 @@ xTR took our EID over (the registrar's too) or publish a mapping we
 subscribed to (the resolver's): the records decide, by whether they are
 local prefixes.
 
-Output is split by who speaks: what the map-server says leaves from the
-address its peer wrote to (`server`, with that address), what the xTR says
-leaves from this node's RLOC (`xtr`).
+Output is split by where it must leave from. Answers leave from the address
+the question came to (`sourced`, with that address): an ETR's Map-Reply to
+an RLOC probe must come from the probed RLOC (RFC 9301 section 7.1), and
+ETRs check that a Map-Notify comes from the map-server they registered
+with, which speaks from its listen address. What the xTR starts itself
+(registrations, Map-Requests, SMRs) leaves from this node's first RLOC of
+the family (`xtr`).
 """
 
 from __future__ import annotations
@@ -76,10 +80,10 @@ def route(payload: bytes) -> Route:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """What to send: the xTR's output, and the map-server's datagrams with their source."""
+    """What to send: the xTR's output, and the datagrams that must leave from an address."""
 
     xtr: Output = field(default_factory=Output)
-    server: tuple[tuple[Datagram, IPAddress | None], ...] = ()
+    sourced: tuple[tuple[Datagram, IPAddress | None], ...] = ()
 
 
 class ControlNode:
@@ -114,9 +118,10 @@ class ControlNode:
             where = self._notify_route(payload)
         if where is Route.MAP_SERVER and self.map_server is not None:
             answers = self.map_server.receive(payload, source, port, now)
-            return Outgoing(server=tuple((d, self._server_source(d) or local) for d in answers))
+            return Outgoing(sourced=tuple((d, self._server_source(d) or local) for d in answers))
         if where is Route.REGISTRAR and self.registrar is not None:
-            return Outgoing(Output(tuple(self.registrar.receive(payload, source, port, now))))
+            answers = self.registrar.receive(payload, source, port, now)
+            return Outgoing(sourced=tuple((d, local) for d in answers))
         if where is Route.RESOLVER and self.resolver is not None:
             return Outgoing(self.resolver.receive(payload, source, port, now))
         if where is Route.PROBER and self.prober is not None:
@@ -134,10 +139,10 @@ class ControlNode:
             xtr += self.prober.timer(now)
         if self.solicitor is not None:
             xtr += Output(tuple(self.solicitor.timer(now)))
-        server: tuple[tuple[Datagram, IPAddress | None], ...] = ()
+        sourced: tuple[tuple[Datagram, IPAddress | None], ...] = ()
         if self.map_server is not None:
-            server = tuple((d, self._server_source(d)) for d in self.map_server.timer(now))
-        return Outgoing(xtr, server)
+            sourced = tuple((d, self._server_source(d)) for d in self.map_server.timer(now))
+        return Outgoing(xtr, sourced)
 
     def next_timer(self) -> float | None:
         machines = (self.registrar, self.resolver, self.prober, self.solicitor, self.map_server)

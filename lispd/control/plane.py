@@ -214,13 +214,14 @@ class ControlPlane:
             for event in registrar.take_events():
                 self._displaced(event)
 
-    def _addresses(self) -> set[IPAddress]:
-        addresses: set[IPAddress] = set()
+    def _addresses(self) -> list[IPAddress]:
+        """RLOCs first, in order, like the data plane's outer source, then listen addresses."""
+        addresses: list[IPAddress] = []
         if self.config.xtr is not None:
-            addresses.update(self.rlocs)
+            addresses.extend(self.rlocs)
         if self.config.map_server is not None:
-            addresses.update(self.config.map_server.listen)
-        return addresses
+            addresses.extend(self.config.map_server.listen)
+        return list(dict.fromkeys(addresses))
 
     @staticmethod
     def _xtr(datagrams: Iterable[Datagram]) -> Output:

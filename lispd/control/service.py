@@ -61,7 +61,7 @@ class ControlService:
             self._apply_changes(xtr.changes)
         for datagram in xtr.datagrams:
             self.sockets.send(datagram)
-        for datagram, source in outgoing.server:
+        for datagram, source in outgoing.sourced:
             self.sockets.send(datagram, source)
         if xtr.released:
             self._release(xtr.released)

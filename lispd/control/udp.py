@@ -71,14 +71,16 @@ class ControlSockets:
         return frozenset(self._sockets)
 
     def bind(self, addresses: Iterable[IPAddress]) -> None:
-        """Answer on exactly these addresses from now on."""
-        wanted = set(addresses)
-        for address in set(self._sockets) - wanted:
+        """Answer on exactly these addresses from now on; the first of a family
+        is where what has no source of its own leaves from."""
+        wanted = list(dict.fromkeys(addresses))
+        for address in [a for a in self._sockets if a not in wanted]:
             self._close(address)
-        for address in wanted - set(self._sockets):
+        for address in [a for a in wanted if a not in self._sockets]:
             sock = _open(address, self._port)
             self._sockets[address] = sock
             self._loop.add_reader(sock.fileno(), self._drain, address, sock)
+        self._sockets = {address: self._sockets[address] for address in wanted}
 
     def send(self, datagram: Datagram, source: IPAddress | None = None) -> bool:
         """Send from `source` if we have it, else from any address of the family."""
