@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import signal
 import statistics
 import sys
 import tempfile
@@ -94,7 +95,13 @@ def one_run(move: str, way: str, rate: int, seconds: float) -> Run:
     return Run(move, way, sent, sent - len(received), round(outage(arrivals, sent, rate) * 1000, 1))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM as Ctrl-C, so lab() deletes the namespaces on the way out.
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rate", type=int, default=1000)
