@@ -114,6 +114,13 @@ class ControlNode:
     ) -> Outgoing:
         """A datagram from (source, port) that arrived at our address `local`."""
         where = route(payload)
+        if where is Route.MAP_SERVER and self.map_server is None and payload[0] >> 4 == (
+            MessageType.ENCAPSULATED_CONTROL
+        ):
+            # Map-servers from before RFC 9301 (OpenOverlayRouter 1.3.0) forward
+            # the ECM to the ETR without the E bit: on a node that is no
+            # map-server, an ECM can only be for its ETR.
+            where = Route.REGISTRAR
         if where is Route.MAP_NOTIFY:
             where = self._notify_route(payload)
         if where is Route.MAP_SERVER and self.map_server is not None:

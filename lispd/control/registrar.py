@@ -46,7 +46,7 @@ and otherwise ignored.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 from lispd.control.etr import LocalMapping, answer, local_records, taken_over
@@ -90,11 +90,13 @@ SEEN_NOTIFIES = 256
 
 @dataclass(frozen=True)
 class MapServerPeer:
-    """A map-server and the key shared with it (RFC 9301 section 5.6 Key ID)."""
+    """A map-server and the key shared with it (RFC 9301 section 5.6 Key ID);
+    proxy_reply asks it to answer Map-Requests for us (the P bit)."""
 
     address: IPAddress
-    key: bytes
+    key: bytes = field(repr=False)
     key_id: KeyId = KeyId.HMAC_SHA256_128
+    proxy_reply: bool = False
 
 
 @dataclass(frozen=True)
@@ -361,6 +363,7 @@ class Registrar:
             nonce,
             local_records(mapping, self._record_ttl if ttl is None else ttl),
             want_map_notify=want_map_notify,
+            proxy_reply=server.proxy_reply,
             xtr_id=self._xtr_id,
             site_id=self._site_id,
         )

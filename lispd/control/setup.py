@@ -41,7 +41,7 @@ def sites(config: MapServerConfig) -> tuple[Site, ...]:
 
 def map_server_peers(xtr: XtrConfig) -> tuple[MapServerPeer, ...]:
     return tuple(
-        MapServerPeer(peer.address, peer.key.encode(), KEY_IDS[peer.key_id])
+        MapServerPeer(peer.address, peer.key.encode(), KEY_IDS[peer.key_id], peer.proxy_reply)
         for peer in xtr.map_servers
     )
 

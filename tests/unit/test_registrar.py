@@ -563,3 +563,13 @@ def test_a_yielded_mapping_stays_yielded_across_stop_and_start() -> None:
     out = r.start(7.0)
     assert [_register(d).records[0].mask_len for d in out] == [16]
     assert [s.yielded for s in r.status()] == [True, False]
+
+
+def test_proxy_reply_asks_the_map_server_to_answer_for_us() -> None:
+    peer = MapServerPeer(IPv4Address("198.18.0.1"), b"k", proxy_reply=True)
+    registrar = Registrar((LocalMapping(0, IPv4Network("192.0.2.0/24"),
+                                        (RlocConfig(IPv4Address("198.18.0.2")),)),), (peer,))
+    (datagram,) = registrar.start(0.0)
+    register = decode(datagram.payload)
+    assert isinstance(register, MapRegister) and register.proxy_reply
+    assert "b'k'" not in repr(peer)

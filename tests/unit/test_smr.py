@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 from itertools import count
 
 import pytest
 
-from lispd.control.node import Route, route
+from lispd.config.model import RlocConfig
+from lispd.control.node import ControlNode, Route, route
+from lispd.control.registrar import LocalMapping, MapServerPeer, Registrar
 from lispd.control.smr import MAX_PENDING, Solicitor
 from lispd.mapcache import EidPrefix
 from lispd.wire.address import InstanceIdAddress
@@ -106,3 +108,18 @@ REQUEST = MapRequest(1, (ME,), (EidRecord(IPv4Address("192.0.2.1"), 32),))
 )
 def test_route(payload: bytes, expected: Route) -> None:
     assert route(payload) is expected
+
+
+def test_an_ecm_without_the_e_bit_reaches_the_etr_of_a_node_without_map_server() -> None:
+    """OpenOverlayRouter 1.3.0's map-server forwards requests without RFC 9301's E bit."""
+    registrar = Registrar(
+        (LocalMapping(0, IPv4Network("192.0.2.0/24"), (RlocConfig(ME),)),),
+        (MapServerPeer(IPv4Address("198.18.1.2"), b"k"),),
+    )
+    registrar.start(0.0)
+    node = ControlNode(registrar=registrar)
+    ecm = encode(encapsulate(REQUEST, ITR, IPv4Address("192.0.2.1")))
+    out = node.receive(ecm, IPv4Address("198.18.1.2"), 4342, ME, 1.0)
+    ((reply, source),) = out.sourced
+    assert source == ME and reply.destination == ME  # REQUEST's ITR-RLOC
+    assert isinstance(decode(reply.payload), MapReply)
