@@ -150,8 +150,9 @@ class Daemon:
         if config.xtr is not None:
             # Addresses of followed interfaces come and go: listen on all of
             # them (the wildcard) rather than rebinding the data sockets.
-            wildcard = (IPv4Address(0), IPv6Address(0)) if config.underlay.interfaces else ()
-            for rloc in (*config.underlay.rlocs, *wildcard):
+            listen = ((IPv4Address(0), IPv6Address(0)) if config.underlay.interfaces
+                      else config.underlay.rlocs)
+            for rloc in listen:
                 sock = self._keep(sockets.udp_receiver(rloc, LISP_DATA_PORT))
                 engine.watch_lisp(sock.fileno(), f"lisp {rloc}")
         vteps: set[IPAddress] = set()

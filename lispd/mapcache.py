@@ -39,6 +39,8 @@ MAX_INSTANCE_ID = 2**24 - 1
 """The data plane carries 24 bits of instance-id (RFC 9300 section 5.3)."""
 
 MAX_FLOW_HASH = 2**32 - 1
+MAX_USABLE_LOCATORS = 8
+"""Locators a flow is spread over at most: the C entry's array (LISPD_MAX_LOCATORS)."""
 """The fast path's flow hash is 32 bits (lispd_flow_hash in native/)."""
 
 EidAddress = IPv4Address | IPv6Address | MacAddress
@@ -234,12 +236,13 @@ class MapEntry:
         return self.ttl is not None and now >= self.created + self.ttl
 
     def usable_locators(self) -> tuple[Locator, ...]:
-        """The up locators of the best priority below 255, in their given order."""
+        """The up locators of the best priority below 255, in their given order
+        (the first MAX_USABLE_LOCATORS of them: a peer may announce more)."""
         candidates = [loc for loc in self.locators if loc.up and loc.priority < 255]
         if not candidates:
             return ()
         best = min(loc.priority for loc in candidates)
-        return tuple(loc for loc in candidates if loc.priority == best)
+        return tuple(loc for loc in candidates if loc.priority == best)[:MAX_USABLE_LOCATORS]
 
 
 def choose_locator(entry: MapEntry, flow_hash: int) -> Locator | None:

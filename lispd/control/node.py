@@ -125,7 +125,7 @@ class ControlNode:
             where = self._notify_route(payload)
         if where is Route.MAP_SERVER and self.map_server is not None:
             answers = self.map_server.receive(payload, source, port, now)
-            return Outgoing(sourced=tuple((d, self._server_source(d) or local) for d in answers))
+            return Outgoing(sourced=tuple((d, local or self._server_source(d)) for d in answers))
         if where is Route.REGISTRAR and self.registrar is not None:
             answers = self.registrar.receive(payload, source, port, now)
             return Outgoing(sourced=tuple((d, local) for d in answers))
@@ -169,6 +169,10 @@ class ControlNode:
             return Route.REGISTRAR
         if not isinstance(message, MapNotify):
             return Route.REGISTRAR
+        # Ours when a record covers one of our prefixes: the answer to our
+        # Map-Register, or another xTR taking that prefix over. A record
+        # inside one of our prefixes is a publication for a more specific
+        # EID someone else serves: the resolver's.
         local = list(self._local_prefixes())
         for record in message.records:
             address = record.eid_prefix
@@ -177,7 +181,13 @@ class ControlNode:
                 instance_id, address = address.instance_id, address.address
             if not isinstance(address, IPv4Address | IPv6Address):
                 continue
-            if any(prefix.covers(instance_id, address) for prefix in local):
+            if any(
+                record.mask_len <= prefix.length
+                and EidPrefix.of(instance_id, address, record.mask_len).covers(
+                    prefix.instance_id, prefix.address
+                )
+                for prefix in local
+            ):
                 return Route.REGISTRAR
         return Route.RESOLVER if self.resolver is not None else Route.REGISTRAR
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from lispd.config.model import Config, DatabaseMapping
+from lispd.config.model import Config
 from lispd.control import setup
 from lispd.control.events import Datagram, Output, Released
 from lispd.control.mapserver import MapServer
@@ -133,8 +133,11 @@ class ControlPlane:
         if resolver is None:
             return
         now = self.service.now()
+        out = Output()
         for miss in misses:
-            self.service.deliver(resolver.miss(miss.instance_id, miss.address, miss.packet, now))
+            out += resolver.miss(miss.instance_id, miss.address, miss.packet, now)
+        # Once per batch: the timer re-arm looks at every machine.
+        self.service.deliver(out)
 
     def used(self, prefixes: Iterable[EidPrefix]) -> None:
         now = self.service.now()
@@ -160,7 +163,9 @@ class ControlPlane:
                 machine.set_itr_rlocs(rlocs)
         if xtr is None:
             return
-        self.database = setup.database(xtr, rlocs)
+        # An EID that moved away stays away: it is not ours to serve again.
+        self.database = tuple(m for m in setup.database(xtr, rlocs)
+                              if setup.prefix_of(m) not in self.policy.reencap)
         for mapping in self.database:
             self.database_fib.set(*sync.database_entry(mapping))
         registrar = self.node.registrar
@@ -176,7 +181,7 @@ class ControlPlane:
                               event.eid_prefix.prefixlen)
         log.info("eid_moved_away", eid=str(prefix))
         now = self.service.now()
-        self.database = tuple(m for m in self.database if _prefix(m) != prefix)
+        self.database = tuple(m for m in self.database if setup.prefix_of(m) != prefix)
         key = sync.fib_key(prefix)
         if key is not None:
             self.database_fib.delete(key)
@@ -184,8 +189,12 @@ class ControlPlane:
         changes: list[Change] = []
         for record in event.records:
             entry = entry_of(record, now)
-            if entry is not None:
-                changes.extend(self.mapcache.insert(entry, now))
+            # Installed at the moved prefix itself, the one marked for
+            # re-encapsulation, even when the record is wider.
+            if entry is not None and entry.prefix.length <= prefix.length and (
+                entry.prefix.covers(prefix.instance_id, prefix.address)
+            ):
+                changes.extend(self.mapcache.insert(replace(entry, prefix=prefix), now))
         self._apply(tuple(changes))
         self._solicit((prefix,), now)
 
@@ -242,8 +251,3 @@ class ControlPlane:
                 for key, value in machine.counters.items():
                     out[f"{name}_{key}"] = value
         return out
-
-
-def _prefix(mapping: DatabaseMapping) -> EidPrefix:
-    return EidPrefix.of(mapping.instance_id, mapping.eid_prefix.network_address,
-                        mapping.eid_prefix.prefixlen)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Generic, TypeVar
 
@@ -83,7 +83,7 @@ class Site:
     """A configured site: who may register what, with which shared key."""
 
     name: str
-    key: bytes
+    key: bytes = field(repr=False)
     eid_prefixes: tuple[EidPrefix, ...]
     accept_more_specifics: bool = False
 

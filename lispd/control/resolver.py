@@ -56,6 +56,7 @@ from lispd.control.itr import (
     entry_of,
     inside,
     ip_records,
+    itr_rlocs_for,
     mapping_entry,
     overlaps,
     wire_eid,
@@ -281,7 +282,7 @@ class Resolver:
         )
         nonce = self._nonces()
         try:
-            payload = self._encapsulated_request(request, nonce)
+            payload = self._encapsulated_request(request, nonce, resolvers[index])
         except EncodeError:
             self._count("encode_error")
             self._give_up(request)
@@ -293,14 +294,15 @@ class Resolver:
             self._count("retries")
         return Datagram(resolvers[index], LISP_CONTROL_PORT, payload)
 
-    def _encapsulated_request(self, request: Request, nonce: int) -> bytes:
-        """An ECM'd Map-Request for the request's prefix (sections 5.2 and 5.8)."""
+    def _encapsulated_request(self, request: Request, nonce: int, towards: IPAddress) -> bytes:
+        """An ECM'd Map-Request for the request's prefix (sections 5.2 and 5.8),
+        our RLOCs of the map-resolver's family first: the answer goes to the first."""
         key = request.key
         eid = key.address
         assert isinstance(eid, IPv4Address | IPv6Address)
         message = MapRequest(
             nonce,
-            self._itr_rlocs,
+            itr_rlocs_for(itr_rlocs_for(self._itr_rlocs, towards), towards),
             (EidRecord(wire_eid(key), key.length, notify=self._subscribe),),
             smr_invoked=request.reason is RequestReason.SMR_INVOKED,
             xtr_id=self._xtr_id if self._subscribe else None,
@@ -347,7 +349,9 @@ class Resolver:
         self._count("replies_accepted")
         self._preferred = resolver
         changes, installed = self._apply(records, now)
-        released = self._settle(installed, request.key if installed else None)
+        # The nonce matched: this request is answered, even if nothing in the
+        # answer could be installed; asking again would get the same answer.
+        released = self._settle(installed, request.key)
         return Output(changes=tuple(changes), released=released)
 
     def _map_notify(
@@ -404,6 +408,11 @@ class Resolver:
         changes: list[Change] = []
         installed: list[EidPrefix] = []
         for prefix, record in records:
+            current = self._mapcache.get(prefix)
+            if current is not None and current.static:
+                # The operator's static mapping outranks anything the network says.
+                self._count("static_kept")
+                continue
             # Record TTL 0: remove at once (section 5.4). A publication of
             # unregistered space (no locators, a TTL) is the negative entry a
             # Map-Reply would have given; withdrawing it would only make the
@@ -430,7 +439,7 @@ class Resolver:
         self, installed: list[EidPrefix], answered: EidPrefix | None
     ) -> tuple[Released, ...]:
         """Close the requests the new entries answer; their packets go, oldest first."""
-        if not installed:
+        if not installed and answered is None:
             return ()
         done = [
             request

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 import structlog
 
@@ -23,6 +24,7 @@ from lispd.mapcache import Change
 __all__ = ["ControlService"]
 
 log = structlog.get_logger("lispd.control")
+T = TypeVar("T")
 
 
 class ControlService:
@@ -57,15 +59,17 @@ class ControlService:
         if isinstance(outgoing, Output):
             outgoing = Outgoing(outgoing)
         xtr = outgoing.xtr
+        # Each step on its own: a failure in one (a bug) must not lose the
+        # datagrams or packets of the others.
         if xtr.changes:
-            self._apply_changes(xtr.changes)
+            self._guarded("apply_changes", lambda: self._apply_changes(xtr.changes))
         for datagram in xtr.datagrams:
             self.sockets.send(datagram)
         for datagram, source in outgoing.sourced:
             self.sockets.send(datagram, source)
         if xtr.released:
-            self._release(xtr.released)
-        self._after()
+            self._guarded("release", lambda: self._release(xtr.released))
+        self._guarded("after", self._after)
         self.rearm()
 
     def rearm(self) -> None:
@@ -90,17 +94,18 @@ class ControlService:
     def _fire(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.deliver(self._guarded("timer", lambda: self.node.timer(self._clock())))
+        self.deliver(self._guarded("timer", lambda: self.node.timer(self._clock())) or Outgoing())
 
     def _received(self, payload: bytes, source: IPAddress, port: int, local: IPAddress) -> None:
         self.deliver(
             self._guarded(
                 "receive", lambda: self.node.receive(payload, source, port, local, self._clock())
             )
+            or Outgoing()
         )
 
     @staticmethod
-    def _guarded(what: str, step: Callable[[], Outgoing]) -> Outgoing:
+    def _guarded(what: str, step: Callable[[], T]) -> T | None:
         # A machine bug must not take the daemon down with it: the loop
         # carries on with the other machines and the data plane, and the
         # traceback says whose fault it was.
@@ -108,4 +113,4 @@ class ControlService:
             return step()
         except Exception:
             log.exception("control_machine_failed", step=what)
-            return Outgoing()
+            return None

@@ -17,7 +17,9 @@ from lispd.control.registrar import LocalMapping, MapServerPeer
 from lispd.mapcache import EidPrefix
 from lispd.wire.auth import KeyId
 
-__all__ = ["database", "local_mappings", "local_prefixes", "map_server_peers", "sites"]
+__all__ = [
+    "database", "local_mappings", "local_prefixes", "map_server_peers", "prefix_of", "sites",
+]
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -63,8 +65,10 @@ def local_mappings(mappings: Iterable[DatabaseMapping]) -> tuple[LocalMapping, .
     )
 
 
+def prefix_of(mapping: DatabaseMapping) -> EidPrefix:
+    prefix = mapping.eid_prefix
+    return EidPrefix.of(mapping.instance_id, prefix.network_address, prefix.prefixlen)
+
+
 def local_prefixes(mappings: Iterable[DatabaseMapping]) -> tuple[EidPrefix, ...]:
-    return tuple(
-        EidPrefix.of(m.instance_id, m.eid_prefix.network_address, m.eid_prefix.prefixlen)
-        for m in mappings
-    )
+    return tuple(prefix_of(m) for m in mappings)

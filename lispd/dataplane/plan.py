@@ -83,7 +83,8 @@ def tun_mtu(config: Config) -> int:
     if config.xtr.tun_mtu is not None:
         return config.xtr.tun_mtu
     # Followed interfaces may bring either family: leave room for the larger.
-    versions = {rloc.version for rloc in config.underlay.rlocs} or {4, 6}
+    versions = ({4, 6} if config.underlay.interfaces
+                else {rloc.version for rloc in config.underlay.rlocs})
     worst = max(LISP_OVERHEAD[version] for version in versions)
     return max(config.underlay.mtu - worst, MIN_MTU)
 

@@ -18,7 +18,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_network
 
 from lispd.config.model import DatabaseMapping
 from lispd.dataplane.tables import Fib, FibAction, FibEntry, FibKey, FibLocator
-from lispd.mapcache import Change, EidPrefix, Installed, MapCache, MapEntry
+from lispd.mapcache import MAX_USABLE_LOCATORS, Change, EidPrefix, Installed, MapCache, MapEntry
 from lispd.wire.records import Action
 
 NEGATIVE_ACTIONS = {
@@ -37,8 +37,6 @@ def fib_key(prefix: EidPrefix) -> FibKey | None:
     return FibKey(prefix.instance_id, ip_network((prefix.address, prefix.length)))
 
 
-# The C entry's locator array (LISPD_MAX_LOCATORS).
-MAX_LOCATORS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +62,7 @@ def _proxy_etr_locators(policy: FibPolicy) -> tuple[FibLocator, ...]:
     """The proxy-ETRs in the order given (the first eight, all the C entry
     holds), sharing the traffic equally: nothing tells the fast path which
     of them is up, so flows are spread rather than all sent to one."""
-    return tuple(FibLocator(address, 1) for address in policy.proxy_etrs[:MAX_LOCATORS])
+    return tuple(FibLocator(address, 1) for address in policy.proxy_etrs[:MAX_USABLE_LOCATORS])
 
 
 def fib_entry(entry: MapEntry, policy: FibPolicy = DEFAULT_POLICY) -> FibEntry:

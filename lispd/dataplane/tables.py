@@ -41,7 +41,7 @@ __all__ = [
     "TableFull",
 ]
 
-MAX_LOCATORS = 8
+MAX_LOCATORS: int = _lib.LISPD_MAX_LOCATORS
 _U24 = 0xFFFFFF
 _U32 = 0xFFFFFFFF
 _U64 = (1 << 64) - 1

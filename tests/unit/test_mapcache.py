@@ -7,6 +7,7 @@ from ipaddress import IPv4Address, IPv6Address
 import pytest
 
 from lispd.mapcache import (
+    MAX_USABLE_LOCATORS,
     EidFamily,
     EidPrefix,
     Installed,
@@ -348,3 +349,9 @@ def test_split_over_spread_hashes_follows_the_weights() -> None:
         counts[chosen] += 1
     for loc, count in counts.items():
         assert abs(count / flows - loc.weight / 100) < 0.02, counts
+
+
+def test_a_flow_is_spread_over_eight_locators_at_most() -> None:
+    locators = tuple(Locator(IPv4Address(0xC6120000 + i)) for i in range(12))
+    entry = MapEntry(EidPrefix.parse("192.0.2.0/24"), locators, ttl=60.0)
+    assert entry.usable_locators() == locators[:MAX_USABLE_LOCATORS]

@@ -112,7 +112,8 @@ def test_cold_miss_sends_one_encapsulated_map_request() -> None:
     assert (ecm.inner_udp.source_port, ecm.inner_udp.destination_port) == (4342, 4342)
     assert not ecm.to_etr
     assert request.nonce == 1000
-    assert request.itr_rlocs == (ITR6, ITR)
+    # The map-resolver answers to the first ITR-RLOC: ours of its family first.
+    assert request.itr_rlocs == (ITR, ITR6)
     (record,) = request.records
     assert (record.eid_prefix, record.mask_len, record.notify) == (EID, 32, False)
     assert not (request.probe or request.smr or request.smr_invoked)
@@ -267,14 +268,16 @@ def test_reply_for_a_prefix_not_covering_the_eid_is_refused() -> None:
     assert len(cache) == 0 and r.queued_packets == 1
 
 
-def test_record_ttl_zero_withdraws_and_keeps_the_request() -> None:
+def test_record_ttl_zero_withdraws_and_answers_the_request() -> None:
     r, cache = _resolver()
     cache.insert(MapEntry(EidPrefix.parse("192.0.2.0/24"), (Locator(ETR),), 1.0), 0.0)
     out = r.miss(0, EID, b"p", 2.0)  # the entry has expired
     answered = _answer(r, out, 2.1, _record(ttl=0))
     assert answered.changes == (Removed(EidPrefix.parse("192.0.2.0/24"), RemovalReason.WITHDRAWN),)
-    assert answered.released == ()
-    assert len(r.pending()) == 1
+    # The nonce matched: asking again would get the same answer. The packet
+    # goes back to the data plane, which will miss (and ask, rate-limited) again.
+    assert answered.released == (Released(0, b"p"),)
+    assert r.pending() == ()
 
 
 def test_probe_replies_and_garbage_are_not_the_resolvers() -> None:
@@ -522,3 +525,14 @@ def test_entry_of_a_record() -> None:
     assert entry == MapEntry(EidPrefix.parse("[5]192.0.2.0/24"), (Locator(ETR),), 120.0,
                              created=7.0)
     assert entry_of(MappingRecord(InstanceIdAddress(2**24, EID), 32), 0.0) is None
+
+
+def test_static_mappings_outrank_the_network() -> None:
+    r, cache = _pubsub()
+    static = MapEntry(EidPrefix.parse("192.0.2.0/24"), (Locator(ETR),), None)
+    cache.insert(static, 0.0)
+    published = r.receive(_notify(_record(rlocs=(ETR2,))), MS.address, 4342, 0.1)
+    assert published.changes == () and cache.get(static.prefix) == static
+    withdrawn = r.receive(_notify(_record(ttl=0)), MS.address, 4342, 0.2)
+    assert withdrawn.changes == () and cache.get(static.prefix) == static
+    assert r.counters["static_kept"] == 2
