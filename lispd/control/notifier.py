@@ -91,6 +91,13 @@ class Notifier:
         self._by_nonce.setdefault(nonce, set()).add(key)
         self._pushed += 1
         heapq.heappush(self._heap, (pending.due, self._pushed, key))
+        # Acknowledged notifies leave their entries behind: rebuild before
+        # the stale ones dominate.
+        if len(self._heap) > 2 * len(self._pending) + 64:
+            self._heap = [(p.due, n, k)
+                          for n, (k, p) in enumerate(self._pending.items(), self._pushed + 1)]
+            self._pushed += len(self._heap)
+            heapq.heapify(self._heap)
 
     def get(self, key: NotifyKey) -> PendingNotify | None:
         return self._pending.get(key)

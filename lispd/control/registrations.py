@@ -411,6 +411,13 @@ class RegistrationTable:
     def _push(self, registration: Registration) -> None:
         self._pushed += 1
         heapq.heappush(self._heap, (registration.expires_at, self._pushed, registration.prefix))
+        # Deregistered prefixes leave their entries behind: rebuild before
+        # the stale ones dominate.
+        if len(self._heap) > 2 * len(self) + 64:
+            self._heap = [(r.expires_at, n, r.prefix)
+                          for n, r in enumerate(self.values(), self._pushed + 1)]
+            self._pushed += len(self._heap)
+            heapq.heapify(self._heap)
 
     def _settle(self) -> None:
         """Bring the heap top up to date: drop removed entries, move refreshed ones."""

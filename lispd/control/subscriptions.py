@@ -152,6 +152,13 @@ class SubscriptionTable:
             self._pushed += 1
             entry = (subscription.expires_at, self._pushed, xtr_id, prefix)
             heapq.heappush(self._heap, entry)
+            # Removed subscriptions leave their entries behind (subscribe and
+            # withdraw churn): rebuild before the stale ones dominate.
+            if len(self._heap) > 2 * self._count + 64:
+                self._heap = [(sub.expires_at, n, *sub.key)
+                              for n, sub in enumerate(self.values(), self._pushed + 1)]
+                self._pushed += len(self._heap)
+                heapq.heapify(self._heap)
         return True
 
     def remove(self, key: tuple[int, EidPrefix]) -> Subscription | None:

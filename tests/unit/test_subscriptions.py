@@ -190,3 +190,26 @@ def test_index_get_set_pop(text: str) -> None:
     assert table.remove(_p(text)) is not None
     assert table.index.longest(0, _p(text).address) is None
     assert table.remove(_p(text)) is None
+
+
+def test_churn_leaves_the_expiry_heaps_bounded() -> None:
+    """Subscribe/withdraw, register/deregister and notify/ack churn must not
+    grow the lazy-deletion heaps without bound (a live entry stays due)."""
+    subscriptions = SubscriptionTable()
+    subscriptions.put(sub("192.0.2.1/32", xtr_id=1, expires_at=50.0))
+    registrations = RegistrationTable()
+    registrations.install(registration("192.0.2.0/26", 50.0))
+    notifier = Notifier(count=lambda _: None)
+    notifier.track(1, 1, "site", datagram(1), now=0.0)
+    for n in range(2, 5000):
+        subscriptions.put(sub("198.51.100.1/32", xtr_id=n))
+        subscriptions.remove((n, _p("198.51.100.1/32")))
+        registrations.install(registration("198.51.100.0/24", 100.0))
+        registrations.remove(_p("198.51.100.0/24"))
+        notifier.track(n, n, "site", datagram(n % 256), now=0.0)
+        notifier.done(n)
+    assert len(subscriptions._heap) < 200
+    assert len(registrations._heap) < 200
+    assert len(notifier._heap) < 200
+    assert subscriptions.next_expiry() == 50.0 and registrations.next_expiry() == 50.0
+    assert notifier.next_due() == 1.0
