@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from ipaddress import IPv4Address, IPv6Address
 
-from lispd.wire.address import MacAddress
+from lispd.wire.address import Address, InstanceIdAddress, MacAddress
 from lispd.wire.records import Action
 
 MAX_INSTANCE_ID = 2**24 - 1
@@ -173,6 +173,14 @@ class EidPrefix:
 
     def __str__(self) -> str:
         return f"[{self.instance_id}]{self.address}/{self.length}"
+
+
+def wire_eid(prefix: EidPrefix) -> Address:
+    """The prefix's address as records carry it: a non-zero instance-id wraps
+    it in an Instance ID LCAF (RFC 8060 section 4.1)."""
+    if prefix.instance_id == 0:
+        return prefix.address
+    return InstanceIdAddress(prefix.instance_id, prefix.address)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ __all__ = [
     "itr_rlocs_for",
     "mapping_entry",
     "overlaps",
-    "wire_eid",
 ]
 
 IPAddress = IPv4Address | IPv6Address
@@ -41,13 +40,6 @@ DEFAULT_MAX_TTL = 86400.0
 """Seconds an answer is kept at most, whatever its Record TTL (soft state, DESIGN 6)."""
 
 PrefixedRecords = list[tuple[EidPrefix, MappingRecord]]
-
-
-def wire_eid(prefix: EidPrefix) -> Address:
-    """RFC 8060 section 4.1: a non-zero instance-id wraps the EID in an Instance ID LCAF."""
-    if prefix.instance_id == 0:
-        return prefix.address
-    return InstanceIdAddress(prefix.instance_id, prefix.address)
 
 
 def eid_prefix_of(address: Address, mask_len: int) -> EidPrefix | None:

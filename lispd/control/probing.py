@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from lispd.control.events import Datagram, Output, random_nonce
-from lispd.control.itr import IPAddress, itr_rlocs_for, wire_eid
-from lispd.mapcache import Change, EidPrefix, MapCache, MapEntry
+from lispd.control.itr import IPAddress, itr_rlocs_for
+from lispd.mapcache import Change, EidPrefix, MapCache, MapEntry, wire_eid
 from lispd.wire import DecodeError, EncodeError
 from lispd.wire.control import LISP_CONTROL_PORT, MAX_ITR_RLOCS, decode, encode
 from lispd.wire.messages import MapReply, MapRequest

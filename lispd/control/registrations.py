@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Generic, TypeVar
 
-from lispd.mapcache import EidAddress, EidPrefix
+from lispd.mapcache import EidAddress, EidPrefix, wire_eid
 from lispd.wire import auth
 from lispd.wire.address import Address, InstanceIdAddress, MacAddress
 from lispd.wire.messages import MapRegister
@@ -53,7 +53,6 @@ __all__ = [
     "eid_of",
     "negative_record",
     "published",
-    "wire_eid",
     "withdrawn_record",
 ]
 
@@ -171,13 +170,6 @@ def admit(
         if not site.accept_more_specifics and all(p.length < prefix.length for p in covering):
             return "more_specific_refused"
     return site, prefixes
-
-
-def wire_eid(prefix: EidPrefix) -> Address:
-    """The EID prefix's address as records carry it (RFC 8060 section 4.1 for an instance)."""
-    if prefix.instance_id == 0:
-        return prefix.address
-    return InstanceIdAddress(prefix.instance_id, prefix.address)
 
 
 def negative_record(prefix: EidPrefix) -> MappingRecord:

@@ -59,7 +59,6 @@ from lispd.control.itr import (
     itr_rlocs_for,
     mapping_entry,
     overlaps,
-    wire_eid,
 )
 from lispd.control.pending import (
     PendingRequest,
@@ -69,7 +68,7 @@ from lispd.control.pending import (
     ResolverLimits,
 )
 from lispd.control.registrar import MapServerPeer
-from lispd.mapcache import Change, EidPrefix, MapCache, MapCacheFull, MapEntry
+from lispd.mapcache import Change, EidPrefix, MapCache, MapCacheFull, MapEntry, wire_eid
 from lispd.wire import DecodeError, EncodeError, auth
 from lispd.wire.control import LISP_CONTROL_PORT, MAX_ITR_RLOCS, decode, encapsulate, encode
 from lispd.wire.messages import MapNotify, MapNotifyAck, MapReply, MapRequest

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from lispd.control.events import Datagram, random_nonce
-from lispd.mapcache import EidPrefix
-from lispd.wire.address import Address, InstanceIdAddress
+from lispd.mapcache import EidPrefix, wire_eid
 from lispd.wire.control import LISP_CONTROL_PORT, encode
 from lispd.wire.messages import MapRequest
 from lispd.wire.records import EidRecord
@@ -31,12 +30,6 @@ __all__ = ["MAX_PENDING", "Solicitor"]
 IPAddress = IPv4Address | IPv6Address
 MAX_PENDING = 4096
 """(ITR, prefix) pairs with resends outstanding at most; more are sent once."""
-
-
-def _wire_eid(prefix: EidPrefix) -> Address:
-    if prefix.instance_id:
-        return InstanceIdAddress(prefix.instance_id, prefix.address)
-    return prefix.address
 
 
 @dataclass
@@ -114,7 +107,7 @@ class Solicitor:
             # Without an RLOC of ours the ITR could not answer: nothing to say yet.
             self._count("smr_no_rloc")
             return None
-        eid = _wire_eid(prefix)
+        eid = wire_eid(prefix)
         request = MapRequest(
             self._nonces(),
             self._itr_rlocs,
