@@ -227,8 +227,9 @@ class Daemon:
         used = sync.report_used(self.mapcache_fib, self.mapcache, now)
         if self.plane is not None:
             self.plane.used(used)
-            sync.apply(self.mapcache_fib, self.mapcache.expire(now), self.plane.policy)
-        else:
+        # With a resolver, its timer expires entries on time; without one,
+        # this does, once a second.
+        if self.plane is None or self.plane.node.resolver is None:
             sync.apply(self.mapcache_fib, self.mapcache.expire(now))
         now_ms = _monotonic_ms()
         for segment in self.config.vxlan:

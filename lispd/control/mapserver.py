@@ -225,10 +225,6 @@ class MapServer:
                 self._publisher.unacknowledged(pending.key)
         return out + again
 
-    def expire(self, now: float) -> list[Datagram]:
-        """The same as timer(now)."""
-        return self.timer(now)
-
     def next_timer(self) -> float | None:
         """When timer() next has work to do, or None."""
         times = (

@@ -99,9 +99,6 @@ class Notifier:
             self._pushed += len(self._heap)
             heapq.heapify(self._heap)
 
-    def get(self, key: NotifyKey) -> PendingNotify | None:
-        return self._pending.get(key)
-
     def with_nonce(self, nonce: int) -> list[PendingNotify]:
         """The outstanding Map-Notifies with this nonce (usually one, rarely none)."""
         return [self._pending[k] for k in self._by_nonce.get(nonce, ())]

@@ -134,9 +134,9 @@ def test_expiry_at_three_intervals_and_refresh_pushes_it_back() -> None:
     assert ms.counters["refreshed"] == 1
     assert ms.next_timer() == 280.0
     assert ms.registrations()[0].registered_at == 0.0
-    assert ms.expire(279.999) == []
+    assert ms.timer(279.999) == []
     assert len(ms.registrations()) == 1
-    assert ms.expire(280.0) == []
+    assert ms.timer(280.0) == []
     assert ms.registrations() == ()
     assert ms.next_timer() is None
     assert ms.counters["expired"] == 1
@@ -147,7 +147,7 @@ def test_next_timer_is_earliest_of_several() -> None:
     ms.receive(register(record("192.0.2.0", 25), notify=False), ETR_A, 4342, now=5.0)
     ms.receive(register(record("192.0.2.128", 25), notify=False), ETR_A, 4342, now=1.0)
     assert ms.next_timer() == 181.0
-    ms.expire(181.0)
+    ms.timer(181.0)
     assert [str(r.prefix) for r in ms.registrations()] == ["[0]192.0.2.0/25"]
     assert ms.next_timer() == 185.0
 
@@ -320,7 +320,7 @@ def test_proxy_reply_answers_the_itr_with_nonce_echoed() -> None:
 def test_expired_registration_is_no_longer_resolved() -> None:
     ms = server()
     ms.receive(register(notify=False), ETR_A, 4342, now=0.0)
-    ms.expire(180.0)
+    ms.timer(180.0)
     reply = decode(ms.receive(request("192.0.2.10"), ITR, 1, now=181.0)[0].payload)
     assert isinstance(reply, MapReply) and reply.records[0].locators == ()
 
