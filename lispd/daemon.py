@@ -21,9 +21,9 @@ from typing import Any
 
 import structlog
 
-from lispd import ctl
+from lispd import answers, ctl
 from lispd.config.model import Config, IPAddress, StaticMapping
-from lispd.control import queries, setup
+from lispd.control import setup
 from lispd.control.plane import ControlPlane
 from lispd.dataplane import plan as host_plan
 from lispd.dataplane import sockets, sync, tuntap
@@ -273,23 +273,26 @@ class Daemon:
             self.plane.rlocs_changed(rlocs)
 
     def _query(self, command: str, args: list[str]) -> Any:
-        if command == "show" and args == ["stats"]:
-            counters = self.fastpath.counters()
-            if self.plane is not None:
-                counters.update(self.plane.counters())
-            return counters
-        if command == "show" and args and self.plane is not None:
-            shown = queries.show(self.plane, args)
-            if shown is not None:
-                return shown
-        if command == "show" and args == ["map-cache"]:
-            return [_entry_json(entry) for entry in self.mapcache]
-        if command == "show" and args == ["vxlan"]:
-            return [
-                {"vni": e.vni, "mac": e.mac.hex(":"), "vtep": str(e.vtep), "static": e.static}
-                for e in self.fdb.dump()
-            ]
-        raise ctl.RequestError(f"unknown request: {command} {' '.join(args)}".strip())
+        return answers.answer(self, command, args)
+
+    def counters(self) -> dict[str, int]:
+        """Every counter of every part, flat (lispctl show stats, metrics)."""
+        counters = self.fastpath.counters()
+        if self.plane is not None:
+            counters.update(self.plane.counters())
+        return counters
+
+    def flush(self, prefix: EidPrefix | None) -> int:
+        """Remove the learnt map-cache entries (those `prefix` covers); how many went."""
+        changes = self.mapcache.flush(prefix)
+        if self.plane is not None:
+            self.plane.apply_changes(tuple(changes))
+        else:
+            sync.apply(self.mapcache_fib, changes)
+        return len(changes)
+
+    async def reload(self) -> list[str]:
+        raise ctl.RequestError("reload is not built yet")
 
     async def serve(self) -> None:
         while not self._stop.is_set():
@@ -328,18 +331,6 @@ class Daemon:
         )
         self._netlink_thread.shutdown()
         log.info("stopped", **self.fastpath.counters())
-
-
-def _entry_json(entry: MapEntry) -> dict[str, Any]:
-    return {
-        "eid-prefix": str(entry.prefix),
-        "ttl": entry.ttl,
-        "action": entry.action.name.lower(),
-        "rlocs": [
-            {"address": str(r.address), "priority": r.priority, "weight": r.weight, "up": r.up}
-            for r in entry.locators
-        ],
-    }
 
 
 async def run(config: Config) -> None:

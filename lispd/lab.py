@@ -50,9 +50,11 @@ class Lab:
         )
         return process
 
-    def lispd(self, namespace: str, config: str, workdir: Path, name: str) -> Lispd:
-        """Start a lispd in namespace (stopped by close() at the latest)."""
-        return Lispd(self, namespace, config, workdir, name).start()
+    def lispd(self, namespace: str, config: str, workdir: Path, name: str, *,
+              env: dict[str, str] | None = None) -> Lispd:
+        """Start a lispd in namespace (stopped by close() at the latest); `env`
+        adds to the environment it runs in."""
+        return Lispd(self, namespace, config, workdir, name, env=env).start()
 
     def link(self, a: str, a_if: str, b: str, b_if: str) -> None:
         """A veth pair with one end in each namespace, both up."""
@@ -91,8 +93,10 @@ class Lispd:
     control socket in workdir. The config given has no [daemon] section: the
     lab supplies it."""
 
-    def __init__(self, topology: Lab, namespace: str, config: str, workdir: Path, name: str):
+    def __init__(self, topology: Lab, namespace: str, config: str, workdir: Path, name: str,
+                 *, env: dict[str, str] | None = None):
         self.topology = topology
+        self.env = {**os.environ, **(env or {})}
         self.namespace = namespace
         self.name = name
         self.socket = workdir / f"{name}.sock"
@@ -108,7 +112,7 @@ class Lispd:
         with self.log_path.open("wb") as log:
             self.process = self.topology.popen(
                 self.namespace, sys.executable, "-m", "lispd", "run", "--config",
-                str(self.config_path), stdout=log, stderr=subprocess.STDOUT,
+                str(self.config_path), stdout=log, stderr=subprocess.STDOUT, env=self.env,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

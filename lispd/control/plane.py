@@ -101,7 +101,7 @@ class ControlPlane:
             solicitor=solicitor, local_prefixes=lambda: setup.local_prefixes(self.database),
             server_addresses=config.map_server.listen if config.map_server else (),
         )
-        self.service = ControlService(loop, self.node, apply_changes=self._apply,
+        self.service = ControlService(loop, self.node, apply_changes=self.apply_changes,
                                       release=self._release, after=self._after)
 
     @property
@@ -195,7 +195,7 @@ class ControlPlane:
                 entry.prefix.covers(prefix.instance_id, prefix.address)
             ):
                 changes.extend(self.mapcache.insert(replace(entry, prefix=prefix), now))
-        self._apply(tuple(changes))
+        self.apply_changes(tuple(changes))
         self._solicit((prefix,), now)
 
     def _solicit(self, prefixes: Iterable[EidPrefix], now: float) -> None:
@@ -208,7 +208,7 @@ class ControlPlane:
 
     # -- into the data plane ---------------------------------------------------------
 
-    def _apply(self, changes: tuple[Change, ...]) -> None:
+    def apply_changes(self, changes: tuple[Change, ...]) -> None:
         sync.apply(self.mapcache_fib, list(changes), self.policy)
 
     def _release(self, released: tuple[Released, ...]) -> None:
