@@ -76,6 +76,7 @@ from lispd.control.registrations import (
     eid_of,
     negative_record,
     published,
+    still_admitted,
 )
 from lispd.control.subscriptions import (
     DEFAULT_MAX_SUBSCRIPTIONS,
@@ -233,6 +234,20 @@ class MapServer:
             self._notifier.next_due(),
         )
         return min((t for t in times if t is not None), default=None)
+
+    def set_sites(self, sites: tuple[Site, ...], now: float) -> list[Datagram]:
+        """The configured sites changed (reload): registrations no site admits any
+        more are withdrawn at once and their subscribers told; the others stay.
+        A changed key applies from the next Map-Register on."""
+        self.sites = sites
+        # The publisher holds this dict: change it in place.
+        self._sites_by_name.clear()
+        self._sites_by_name.update((site.name, site) for site in sites)
+        gone = [r for r in self._table.values() if not still_admitted(sites, r)]
+        for registration in gone:
+            self._table.remove(registration.prefix)
+            self._count("withdrawn_by_configuration")
+        return self._publisher.publish([(r.prefix, None) for r in gone], now)
 
     def registrations(self) -> tuple[Registration, ...]:
         """The registration table, for display (by instance, family, address, length)."""

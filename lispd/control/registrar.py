@@ -251,9 +251,8 @@ class Registrar:
         """
         out: list[Datagram] = []
         if self._running:
-            for key, mapping in self._mappings.items():
-                if key not in self._yielded:
-                    out.extend(self._deregister(mapping))
+            for mapping in self._serving():
+                out.extend(self._deregister(mapping))
         self._running = False
         self._registrations.clear()
         return out
@@ -287,6 +286,34 @@ class Registrar:
             if key not in self._yielded and (old.get(key) != mapping or key in ended):
                 for server in self._servers.values():
                     out.append(self._register(server, mapping, now))
+        return out
+
+    def set_peers(self, peers: tuple[MapServerPeer, ...], now: float) -> list[Datagram]:
+        """The configured map-servers changed (reload).
+
+        A map-server that is gone gets every mapping deregistered (TTL 0,
+        with the key it knew); a new one, or one whose key or flags changed,
+        gets every mapping registered at once. The others keep their
+        registration state and timers.
+        """
+        new = {peer.address: peer for peer in peers}
+        old, self._servers = self._servers, new
+        out: list[Datagram] = []
+        for address, peer in old.items():
+            if new.get(address) == peer:
+                continue
+            for key in [k for k in self._registrations if k[0] == address]:
+                del self._registrations[key]
+            if address not in new and self._running:
+                out.extend(self._deregister_at(peer, mapping) for mapping in self._serving())
+        for address, peer in new.items():
+            if old.get(address) == peer:
+                continue
+            for mapping in self._mappings.values():
+                if mapping.key in self._yielded:
+                    self._mark_yielded(peer, mapping, now)
+                elif self._running:
+                    out.append(self._register(peer, mapping, now))
         return out
 
     def reclaim(self, key: tuple[int, IPNetwork], now: float) -> list[Datagram]:
@@ -373,10 +400,15 @@ class Registrar:
 
     def _deregister(self, mapping: LocalMapping) -> Iterable[Datagram]:
         for server in self._servers.values():
-            self._count("deregisters_sent")
-            yield self._send_register(
-                server, mapping, self._nonce(), ttl=0, want_map_notify=False
-            )
+            yield self._deregister_at(server, mapping)
+
+    def _deregister_at(self, server: MapServerPeer, mapping: LocalMapping) -> Datagram:
+        self._count("deregisters_sent")
+        return self._send_register(server, mapping, self._nonce(), ttl=0, want_map_notify=False)
+
+    def _serving(self) -> list[LocalMapping]:
+        """The mappings that are ours to register (not yielded to another xTR)."""
+        return [m for key, m in self._mappings.items() if key not in self._yielded]
 
     # -- Map-Notify -----------------------------------------------------------
 

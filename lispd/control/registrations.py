@@ -53,6 +53,7 @@ __all__ = [
     "eid_of",
     "negative_record",
     "published",
+    "still_admitted",
     "withdrawn_record",
 ]
 
@@ -164,12 +165,26 @@ def admit(
     if not auth.authentic(payload, site.key):
         return "bad_auth"
     for prefix in prefixes:
-        covering = [p for p in site.eid_prefixes if _inside(p, prefix)]
-        if not covering:
-            return "outside_site"
-        if not site.accept_more_specifics and all(p.length < prefix.length for p in covering):
-            return "more_specific_refused"
+        refused = _refusal(site, prefix)
+        if refused is not None:
+            return refused
     return site, prefixes
+
+
+def still_admitted(sites: Iterable[Site], registration: Registration) -> bool:
+    """Whether a held registration is one the (changed) sites would accept now."""
+    site = _site_for(sites, registration.prefix)
+    return (site is not None and site.name == registration.site
+            and _refusal(site, registration.prefix) is None)
+
+
+def _refusal(site: Site, prefix: EidPrefix) -> str | None:
+    covering = [p for p in site.eid_prefixes if _inside(p, prefix)]
+    if not covering:
+        return "outside_site"
+    if not site.accept_more_specifics and all(p.length < prefix.length for p in covering):
+        return "more_specific_refused"
+    return None
 
 
 def negative_record(prefix: EidPrefix) -> MappingRecord:

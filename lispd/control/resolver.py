@@ -109,7 +109,8 @@ class Resolver:
         self.set_map_resolvers(map_resolvers)
         self._itr_rlocs: tuple[IPAddress, ...] = ()
         self.set_itr_rlocs(itr_rlocs)
-        self._servers = {server.address: server for server in map_servers}
+        self._servers: dict[IPAddress, MapServerPeer] = {}
+        self.set_map_servers(map_servers)
         self._subscribe = subscribe
         self._xtr_id = xtr_id
         self._site_id = site_id
@@ -130,6 +131,10 @@ class Resolver:
     def set_map_resolvers(self, map_resolvers: Iterable[IPAddress]) -> None:
         self._map_resolvers = tuple(map_resolvers)
         self._preferred = 0
+
+    def set_map_servers(self, map_servers: Iterable[MapServerPeer]) -> None:
+        """The map-servers whose pub/sub Map-Notifies are believed, with their keys."""
+        self._servers = {server.address: server for server in map_servers}
 
     # -- inputs ----------------------------------------------------------------
 
