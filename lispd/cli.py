@@ -10,6 +10,7 @@ import uvloop
 from lispd import __version__, daemon, log
 from lispd.config import Config, ConfigError, load
 
+
 def _load(path: str) -> Config | None:
     try:
         return load(path)

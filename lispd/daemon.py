@@ -15,13 +15,15 @@ import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from ipaddress import IPv4Address, IPv6Address, ip_interface
 from typing import Any
 
 import structlog
 
-from lispd import answers, ctl
+from lispd import answers, ctl, reload
+from lispd import log as log_setup
+from lispd.config import ConfigError
+from lispd.config import load as load_config
 from lispd.config.model import Config, IPAddress, StaticMapping
 from lispd.control import setup
 from lispd.control.plane import ControlPlane
@@ -30,13 +32,17 @@ from lispd.dataplane import sockets, sync, tuntap
 from lispd.dataplane.engine import Engine
 from lispd.dataplane.fastpath import FastPath, Miss
 from lispd.dataplane.tables import Fdb, FdbEntry, Fib
-from lispd.mapcache import EidPrefix, Locator, MapCache, MapEntry
-from lispd.netlink import AddressWatch, Netlink
+from lispd.mapcache import Change, EidPrefix, Locator, MapCache, MapEntry
+from lispd.netlink import AddressWatch, Netlink, NetlinkError
+from lispd.sdnotify import Notifier
+from lispd.supervision import Supervision
 from lispd.wire.data import LISP_DATA_PORT, VXLAN_PORT
 from lispd.wire.records import Action
 
 log = structlog.get_logger("lispd")
 
+HostItem = host_plan.Address | host_plan.Route | host_plan.Rule
+REFUSED = "reload refused, still running the old configuration"
 HOUSEKEEPING_INTERVAL = 1.0
 RLOC_SETTLE = 0.05
 """Seconds of netlink quiet before this node's RLOCs are looked up again."""
@@ -67,7 +73,8 @@ class Daemon:
         limit = config.xtr.map_cache_limit if config.xtr else 1
         self.mapcache = MapCache(limit)
         self.mapcache_fib = Fib(limit)
-        self.database_fib = Fib(max(len(config.xtr.database_mappings), 1) if config.xtr else 1)
+        # Room for the mappings a reload may add, not only today's.
+        self.database_fib = Fib(reload.database_room(config))
         self.fdb = Fdb(FDB_LIMIT)
         self.fastpath = FastPath(self.mapcache_fib, self.database_fib, self.fdb)
         self.netlink: Netlink | None = None
@@ -85,6 +92,11 @@ class Daemon:
         self.rlocs: tuple[IPAddress, ...] = config.underlay.rlocs
         self.tun_index: dict[int, int] = {}
         self._raw: dict[int, socket.socket] = {}
+        self.segments: dict[int, int] = {}  # VNI -> the fast path's segment index
+        self._reloading = asyncio.Lock()
+        self.notifier = Notifier.from_environment()
+        self.supervision: Supervision | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.plane: ControlPlane | None = None
         self._watch: AddressWatch | None = None
         self._settle: asyncio.TimerHandle | None = None
@@ -102,21 +114,57 @@ class Daemon:
         for tap in plan.taps:
             self.devices.append(tuntap.open_tap(tap.name))
             self.netlink.set_link(tap.name, up=True, mtu=tap.mtu)
-        for address in plan.addresses:
-            self.netlink.add_address(address.device, ip_interface(address.interface))
-        for route in plan.routes:
-            self.netlink.add_route(route.prefix, dev=route.device, table=route.table)
-        for rule in plan.rules:
-            self.netlink.add_rule(
-                iif=rule.iif,
-                source=rule.source,
-                table=rule.table,
-                family=rule.family,
-                priority=rule.priority,
-            )
+        items: tuple[HostItem, ...] = (*plan.addresses, *plan.routes, *plan.rules)
+        for item in items:
+            self._add_host_item(item)
         if plan.forwarding:
             self.netlink.set_forwarding(ipv4=True, ipv6=True)
         self.rlocs = self._current_rlocs()
+
+    def _add_host_item(self, item: HostItem) -> None:
+        assert self.netlink is not None
+        match item:
+            case host_plan.Address(device, interface):
+                self.netlink.add_address(device, ip_interface(interface))
+            case host_plan.Route(prefix, device, table):
+                self.netlink.add_route(prefix, dev=device, table=table)
+            case host_plan.Rule(iif, table, family, priority, source):
+                self.netlink.add_rule(iif=iif, source=source, table=table, family=family,
+                                      priority=priority)
+
+    def _remove_host_item(self, item: HostItem) -> None:
+        assert self.netlink is not None
+        match item:
+            case host_plan.Address(device, interface):
+                self.netlink.delete_address(device, ip_interface(interface))
+            case host_plan.Route(prefix, device, table):
+                self.netlink.delete_route(prefix, dev=device, table=table)
+            case host_plan.Rule(iif, table, family, priority, source):
+                self.netlink.delete_rule(iif=iif, source=source, table=table, family=family,
+                                         priority=priority)
+
+    def _change_host(self, difference: reload.PlanDifference) -> None:
+        """Runs on the netlink thread. All or nothing: what this call added is
+        taken away again if a later step fails."""
+        assert self.netlink is not None
+        added: list[HostItem] = []
+        try:
+            for item in difference.add:
+                self._add_host_item(item)
+                added.append(item)
+            if difference.forwarding:
+                self.netlink.set_forwarding(ipv4=True, ipv6=True)
+        except NetlinkError:
+            for item in reversed(added):
+                with contextlib.suppress(NetlinkError):
+                    self._remove_host_item(item)
+            raise
+        for item in difference.remove:
+            try:
+                self._remove_host_item(item)
+            except NetlinkError as error:
+                # Left in the ledger: it goes at exit with the rest.
+                log.warning("reload_remove_failed", item=str(item), error=str(error))
 
     def _current_rlocs(self) -> tuple[IPAddress, ...]:
         """Runs on the netlink thread: fixed RLOCs, then the followed interfaces' addresses."""
@@ -160,6 +208,7 @@ class Daemon:
             tap = by_name[segment.device]
             index = self.fastpath.add_segment(tap.fd, segment.vni, segment.local,
                                               segment.learning)
+            self.segments[segment.vni] = index
             self.fastpath.set_flood(index, segment.flood)
             engine.watch_tap(index, tap.fd, segment.device)
             if segment.local not in vteps:
@@ -199,7 +248,12 @@ class Daemon:
         await self.control.start()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, partial(log.warning, "reload_not_supported_yet"))
+        loop.add_signal_handler(signal.SIGHUP, self._hangup)
+        self.supervision = Supervision(
+            loop, self.notifier, status=self.status_line, registered=self._registered,
+            ready_timeout=self.config.daemon.ready_timeout,
+        )
+        self.supervision.start()
         log.info(
             "ready",
             tuns=[tun.name for tun in self.plan.tuns],
@@ -209,6 +263,34 @@ class Daemon:
         )
 
     # -- running -------------------------------------------------------------
+
+    def status_line(self) -> str:
+        """One line on what this node is doing, for systemd's STATUS=."""
+        parts: list[str] = []
+        xtr, plane = self.config.xtr, self.plane
+        if xtr is not None:
+            database = plane.database if plane is not None else xtr.database_mappings
+            parts.append(f"xTR at {', '.join(map(str, self.rlocs)) or 'no RLOC yet'}: "
+                         f"{len(database)} EID prefixes")
+            registrar = plane.node.registrar if plane is not None else None
+            if registrar is not None:
+                acknowledged = sum(registrar.acknowledged(p.address) for p in xtr.map_servers)
+                parts.append(f"registered with {acknowledged}/{len(xtr.map_servers)} "
+                             "map-servers" + ("" if acknowledged else " (not acknowledged)"))
+            parts.append(f"map-cache {len(self.mapcache)} entries")
+        if plane is not None and plane.node.map_server is not None:
+            parts.append(f"map-server: {len(plane.node.map_server.registrations())} "
+                         "registrations")
+        if self.config.vxlan:
+            parts.append(f"{len(self.config.vxlan)} VXLAN segments, {len(self.fdb)} MACs")
+        return "; ".join(parts)
+
+    def _registered(self) -> bool | None:
+        """Whether a map-server acknowledged a registration; None with none configured."""
+        registrar = self.plane.node.registrar if self.plane is not None else None
+        if registrar is None or self.config.xtr is None:
+            return None
+        return any(registrar.acknowledged(p.address) for p in self.config.xtr.map_servers)
 
     def _on_misses(self, misses: list[Miss]) -> None:
         if self.plane is not None and self.plane.node.resolver is not None:
@@ -234,6 +316,8 @@ class Daemon:
         now_ms = _monotonic_ms()
         for segment in self.config.vxlan:
             self.fdb.age(now_ms, segment.ageing * 1000, segment.vni)
+        if self.supervision is not None:
+            self.supervision.refresh()
 
     def _addresses_changed(self) -> None:
         """A netlink event: look at what is true once the burst is over.
@@ -280,6 +364,8 @@ class Daemon:
         counters = self.fastpath.counters()
         if self.plane is not None:
             counters.update(self.plane.counters())
+        for name, value in self.notifier.counters.items():
+            counters[f"systemd_notify_{name}"] = value
         return counters
 
     def flush(self, prefix: EidPrefix | None) -> int:
@@ -292,7 +378,88 @@ class Daemon:
         return len(changes)
 
     async def reload(self) -> list[str]:
-        raise ctl.RequestError("reload is not built yet")
+        """Re-read the configuration file and apply the difference (SIGHUP,
+        `lispctl reload`): the lines of what changed. A file that fails its
+        checks, or asks for what needs a restart, changes nothing and raises
+        RequestError saying why; the old configuration keeps running."""
+        async with self._reloading:
+            if self.supervision is not None:
+                self.supervision.reloading(self.config.source)
+            try:
+                return await self._reload()
+            finally:
+                if self.supervision is not None:
+                    self.supervision.reloaded()
+
+    async def _reload(self) -> list[str]:
+        old, source = self.config, self.config.source
+        try:
+            new = load_config(source)
+        except ConfigError as error:
+            log.warning("reload_refused", source=source,
+                        problems=[p.format(source) for p in error.problems])
+            raise ctl.RequestError(f"{REFUSED}:\n{error}") from None
+        restart = reload.restart_needed(old, new)
+        if restart:
+            log.warning("reload_refused", source=source, needs_restart=list(restart))
+            raise ctl.RequestError(
+                f"{REFUSED}: these changes need a restart: {', '.join(restart)}"
+            )
+        new_plan = host_plan.plan(new)
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._netlink_thread, self._change_host,
+                reload.plan_difference(self.plan, new_plan),
+            )
+        except NetlinkError as error:
+            log.warning("reload_refused", source=source, error=str(error))
+            raise ctl.RequestError(f"{REFUSED}: {error}") from None
+        self._reload_tables(old, new)
+        if self.plane is not None:
+            self.plane.reconfigure(new)
+        self.plan, self.config = new_plan, new
+        log_setup.configure(new.daemon.log_format, new.daemon.log_level)
+        changes = reload.summary(old, new)
+        log.info("reloaded", source=source, changes=changes)
+        return changes or ["no changes"]
+
+    def _reload_tables(self, old: Config, new: Config) -> None:
+        """Static mappings into the map-cache; flood lists and static MACs into
+        the fast path (ageing is read from the configuration as it goes)."""
+        if old.xtr is not None and new.xtr is not None:
+            now = time.monotonic()
+            changes: list[Change] = []
+            for mapping in old.xtr.static_mappings:
+                if mapping not in new.xtr.static_mappings:
+                    changes += self.mapcache.withdraw(static_entry(mapping).prefix)
+            for mapping in new.xtr.static_mappings:
+                if mapping not in old.xtr.static_mappings:
+                    changes += self.mapcache.insert(static_entry(mapping), now)
+            if self.plane is not None:
+                self.plane.apply_changes(tuple(changes))
+            else:
+                sync.apply(self.mapcache_fib, changes)
+        before = {segment.vni: segment for segment in old.vxlan}
+        for segment in new.vxlan:
+            was = before[segment.vni]  # segments added or removed need a restart
+            if was.flood != segment.flood:
+                self.fastpath.set_flood(self.segments[segment.vni], segment.flood)
+            for pinned in was.static:
+                if pinned not in segment.static:
+                    self.fdb.delete(segment.vni, pinned.mac)
+            for pinned in segment.static:
+                if pinned not in was.static:
+                    self.fdb.set(FdbEntry(segment.vni, pinned.mac, pinned.vtep, True, 0))
+
+    def _hangup(self) -> None:
+        """SIGHUP: reload in a task (the answer goes to the log)."""
+        task = asyncio.get_running_loop().create_task(self._reload_quietly())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reload_quietly(self) -> None:
+        with contextlib.suppress(ctl.RequestError):  # already logged, with the reason
+            await self.reload()
 
     async def serve(self) -> None:
         while not self._stop.is_set():
@@ -312,6 +479,8 @@ class Daemon:
             self.netlink = None
 
     async def stop(self) -> None:
+        if self.supervision is not None:
+            self.supervision.stopping()
         if self._settle is not None:
             self._settle.cancel()
         if self._watch is not None:
@@ -330,6 +499,8 @@ class Daemon:
             self._netlink_thread, self._tear_down_host
         )
         self._netlink_thread.shutdown()
+        if self.supervision is not None:
+            self.supervision.close()
         log.info("stopped", **self.fastpath.counters())
 
 

@@ -102,10 +102,7 @@ class Lispd:
         self.socket = workdir / f"{name}.sock"
         self.config_path = workdir / f"{name}.toml"
         self.log_path = workdir / f"{name}.log"
-        self.config_path.write_text(
-            f'[daemon]\ncontrol-socket = "{self.socket}"\nlog-format = "json"\n'
-            f'log-level = "info"\n\n{config}'
-        )
+        self.rewrite(config)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 15.0) -> Lispd:
@@ -122,6 +119,15 @@ class Lispd:
                 break
             time.sleep(0.05)
         raise RuntimeError(f"lispd {self.name} did not become ready:\n{self.log()}")
+
+    def rewrite(self, config: str) -> None:
+        """Replace the configuration file (the [daemon] section stays the lab's);
+        a reload then reads it."""
+        self.config = config
+        self.config_path.write_text(
+            f'[daemon]\ncontrol-socket = "{self.socket}"\nlog-format = "json"\n'
+            f'log-level = "info"\n\n{config}'
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from lispd.config.model import Config
+from lispd.config.model import Config, XtrConfig
 from lispd.control import setup
 from lispd.control.events import Datagram, Output, Released
 from lispd.control.mapserver import MapServer
@@ -40,7 +40,7 @@ from lispd.control.udp import IPAddress
 from lispd.dataplane import sync
 from lispd.dataplane.fastpath import FastPath, Miss
 from lispd.dataplane.tables import Fib
-from lispd.mapcache import Change, EidPrefix, MapCache
+from lispd.mapcache import Change, EidPrefix, Installed, MapCache
 
 __all__ = ["RECENT_ITR_WINDOW", "ControlPlane"]
 
@@ -101,6 +101,7 @@ class ControlPlane:
             solicitor=solicitor, local_prefixes=lambda: setup.local_prefixes(self.database),
             server_addresses=config.map_server.listen if config.map_server else (),
         )
+        self._acknowledged: set[IPAddress] = set()
         self.service = ControlService(loop, self.node, apply_changes=self.apply_changes,
                                       release=self._release, after=self._after)
 
@@ -163,17 +164,62 @@ class ControlPlane:
                 machine.set_itr_rlocs(rlocs)
         if xtr is None:
             return
+        self._set_database(xtr, now)
+        self._solicit(setup.local_prefixes(self.database), now)
+
+    # -- reload --------------------------------------------------------------------
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload (the daemon checked that no machine is made or unmade):
+        hand each machine its new settings; the state it holds stays."""
+        now = self.service.now()
+        self.config = config
+        out = Output()
+        xtr, node = config.xtr, self.node
+        if xtr is not None:
+            if xtr.proxy_etrs != self.policy.proxy_etrs:
+                self.policy = replace(self.policy, proxy_etrs=xtr.proxy_etrs)
+                # Negative entries already installed send elsewhere now.
+                self.apply_changes(tuple(Installed(entry) for entry in self.mapcache))
+            peers = setup.map_server_peers(xtr)
+            if node.registrar is not None:
+                node.registrar.register_interval = xtr.register_interval
+                out += self._xtr(node.registrar.set_peers(peers, now))
+            if node.resolver is not None:
+                node.resolver.set_map_resolvers(xtr.map_resolvers)
+                node.resolver.set_map_servers(peers)
+            if node.prober is not None:
+                node.prober.interval = xtr.rloc_probe_interval
+            before = {setup.prefix_of(m): m for m in self.database}
+            self._set_database(xtr, now)
+            after = {setup.prefix_of(m): m for m in self.database}
+            changed = [p for p in before.keys() | after.keys() if before.get(p) != after.get(p)]
+            # ITRs using us for a prefix that went or changed re-resolve it.
+            self._solicit(changed, now)
+        if node.map_server is not None and config.map_server is not None:
+            node.map_server.register_interval = config.map_server.register_interval
+            out += self._xtr(node.map_server.set_sites(setup.sites(config.map_server), now))
+        self.service.deliver(out)
+
+    def _set_database(self, xtr: XtrConfig, now: float) -> None:
+        """The local database from the configuration and this node's RLOCs now,
+        into the C table and the registrar (which registers what changed)."""
         # An EID that moved away stays away: it is not ours to serve again.
-        self.database = tuple(m for m in setup.database(xtr, rlocs)
-                              if setup.prefix_of(m) not in self.policy.reencap)
+        database = tuple(m for m in setup.database(xtr, self.rlocs)
+                         if setup.prefix_of(m) not in self.policy.reencap)
+        kept = {setup.prefix_of(m) for m in database}
         for mapping in self.database:
+            key = sync.fib_key(setup.prefix_of(mapping))
+            if setup.prefix_of(mapping) not in kept and key is not None:
+                self.database_fib.delete(key)
+        self.database = database
+        for mapping in database:
             self.database_fib.set(*sync.database_entry(mapping))
         registrar = self.node.registrar
         if registrar is not None:
             self.service.deliver(
-                self._xtr(registrar.update(setup.local_mappings(self.database), now))
+                self._xtr(registrar.update(setup.local_mappings(database), now))
             )
-        self._solicit(setup.local_prefixes(self.database), now)
 
     def _displaced(self, event: Displaced) -> None:
         """Case 2: another xTR registered one of our EIDs."""
@@ -222,6 +268,20 @@ class ControlPlane:
         if registrar is not None:
             for event in registrar.take_events():
                 self._displaced(event)
+            self._note_acknowledgements(registrar)
+
+    def _note_acknowledgements(self, registrar: Registrar) -> None:
+        """Log when a map-server comes to hold all our registrations, or stops."""
+        xtr = self.config.xtr
+        for peer in xtr.map_servers if xtr is not None else ():
+            held = registrar.acknowledged(peer.address)
+            if held and peer.address not in self._acknowledged:
+                self._acknowledged.add(peer.address)
+                log.info("registered", peer=str(peer.address),
+                         eids=[str(p) for p in setup.local_prefixes(self.database)])
+            elif not held and peer.address in self._acknowledged:
+                self._acknowledged.discard(peer.address)
+                log.info("registration_pending", peer=str(peer.address))
 
     def _addresses(self) -> list[IPAddress]:
         """RLOCs first, in order, like the data plane's outer source, then listen addresses."""
