@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from ipaddress import IPv4Address, IPv6Address, ip_interface
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import structlog
@@ -28,12 +28,13 @@ from lispd.config.model import Config, IPAddress, StaticMapping
 from lispd.control import setup
 from lispd.control.plane import ControlPlane
 from lispd.dataplane import plan as host_plan
-from lispd.dataplane import sockets, sync, tuntap
+from lispd.dataplane import sockets, sync
 from lispd.dataplane.engine import Engine
 from lispd.dataplane.fastpath import FastPath, Miss
 from lispd.dataplane.tables import Fdb, FdbEntry, Fib
+from lispd.host import Host
 from lispd.mapcache import Change, EidPrefix, Locator, MapCache, MapEntry
-from lispd.netlink import AddressWatch, Netlink, NetlinkError
+from lispd.netlink import AddressWatch, NetlinkError
 from lispd.sdnotify import Notifier
 from lispd.supervision import Supervision
 from lispd.wire.data import LISP_DATA_PORT, VXLAN_PORT
@@ -41,7 +42,6 @@ from lispd.wire.records import Action
 
 log = structlog.get_logger("lispd")
 
-HostItem = host_plan.Address | host_plan.Route | host_plan.Rule
 REFUSED = "reload refused, still running the old configuration"
 HOUSEKEEPING_INTERVAL = 1.0
 RLOC_SETTLE = 0.05
@@ -69,7 +69,6 @@ def static_entry(mapping: StaticMapping) -> MapEntry:
 class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.plan = host_plan.plan(config)
         limit = config.xtr.map_cache_limit if config.xtr else 1
         self.mapcache = MapCache(limit)
         self.mapcache_fib = Fib(limit)
@@ -77,8 +76,7 @@ class Daemon:
         self.database_fib = Fib(reload.database_room(config))
         self.fdb = Fdb(FDB_LIMIT)
         self.fastpath = FastPath(self.mapcache_fib, self.database_fib, self.fdb)
-        self.netlink: Netlink | None = None
-        self.devices: list[tuntap.Device] = []
+        self.host = Host(host_plan.plan(config))
         self.sockets: list[socket.socket] = []
         self.engine: Engine | None = None
         self.control: ctl.ControlServer | None = None
@@ -104,75 +102,13 @@ class Daemon:
     # -- start-up ------------------------------------------------------------
 
     def _bring_up_host(self) -> None:
-        """Runs in an executor: netlink calls block."""
-        self.netlink = Netlink()
-        plan = self.plan
-        for tun in plan.tuns:
-            self.devices.append(tuntap.open_tun(tun.name))
-            self.netlink.set_link(tun.name, up=True, mtu=tun.mtu, txqlen=host_plan.TUN_TXQUEUELEN)
-            self.netlink.accept_local(tun.name)
-        for tap in plan.taps:
-            self.devices.append(tuntap.open_tap(tap.name))
-            self.netlink.set_link(tap.name, up=True, mtu=tap.mtu)
-        items: tuple[HostItem, ...] = (*plan.addresses, *plan.routes, *plan.rules)
-        for item in items:
-            self._add_host_item(item)
-        if plan.forwarding:
-            self.netlink.set_forwarding(ipv4=True, ipv6=True)
+        """Runs on the netlink thread: netlink calls block."""
+        self.host.bring_up()
         self.rlocs = self._current_rlocs()
 
-    def _add_host_item(self, item: HostItem) -> None:
-        assert self.netlink is not None
-        match item:
-            case host_plan.Address(device, interface):
-                self.netlink.add_address(device, ip_interface(interface))
-            case host_plan.Route(prefix, device, table):
-                self.netlink.add_route(prefix, dev=device, table=table)
-            case host_plan.Rule(iif, table, family, priority, source):
-                self.netlink.add_rule(iif=iif, source=source, table=table, family=family,
-                                      priority=priority)
-
-    def _remove_host_item(self, item: HostItem) -> None:
-        assert self.netlink is not None
-        match item:
-            case host_plan.Address(device, interface):
-                self.netlink.delete_address(device, ip_interface(interface))
-            case host_plan.Route(prefix, device, table):
-                self.netlink.delete_route(prefix, dev=device, table=table)
-            case host_plan.Rule(iif, table, family, priority, source):
-                self.netlink.delete_rule(iif=iif, source=source, table=table, family=family,
-                                         priority=priority)
-
-    def _change_host(self, difference: reload.PlanDifference) -> None:
-        """Runs on the netlink thread. All or nothing: what this call added is
-        taken away again if a later step fails."""
-        assert self.netlink is not None
-        added: list[HostItem] = []
-        try:
-            for item in difference.add:
-                self._add_host_item(item)
-                added.append(item)
-            if difference.forwarding:
-                self.netlink.set_forwarding(ipv4=True, ipv6=True)
-        except NetlinkError:
-            for item in reversed(added):
-                with contextlib.suppress(NetlinkError):
-                    self._remove_host_item(item)
-            raise
-        for item in difference.remove:
-            try:
-                self._remove_host_item(item)
-            except NetlinkError as error:
-                # Left in the ledger: it goes at exit with the rest.
-                log.warning("reload_remove_failed", item=str(item), error=str(error))
-
     def _current_rlocs(self) -> tuple[IPAddress, ...]:
-        """Runs on the netlink thread: fixed RLOCs, then the followed interfaces' addresses."""
-        assert self.netlink is not None
-        found = list(self.config.underlay.rlocs)
-        for name in self.config.underlay.interfaces:
-            found.extend(a for a in self.netlink.global_addresses(name) if a not in found)
-        return tuple(found)
+        """Runs on the netlink thread."""
+        return self.host.rlocs(self.config.underlay)
 
     def _load_tables(self) -> None:
         xtr = self.config.xtr
@@ -190,8 +126,8 @@ class Daemon:
         config = self.config
         self._raw = {version: self._keep(sockets.raw_sender(version)) for version in (4, 6)}
         self._set_underlay()
-        by_name = {device.name: device for device in self.devices}
-        for tun in self.plan.tuns:
+        by_name = {device.name: device for device in self.host.devices}
+        for tun in self.host.plan.tuns:
             index = self.fastpath.add_tun(by_name[tun.name].fd, tun.instance_id)
             self.tun_index[tun.instance_id] = index
             engine.watch_tun(index, by_name[tun.name].fd, tun.name)
@@ -256,8 +192,8 @@ class Daemon:
         self.supervision.start()
         log.info(
             "ready",
-            tuns=[tun.name for tun in self.plan.tuns],
-            taps=[tap.name for tap in self.plan.taps],
+            tuns=[tun.name for tun in self.host.plan.tuns],
+            taps=[tap.name for tap in self.host.plan.taps],
             rlocs=[str(r) for r in self.rlocs],
             static_mappings=len(self.mapcache),
         )
@@ -405,11 +341,9 @@ class Daemon:
             raise ctl.RequestError(
                 f"{REFUSED}: these changes need a restart: {', '.join(restart)}"
             )
-        new_plan = host_plan.plan(new)
         try:
             await asyncio.get_running_loop().run_in_executor(
-                self._netlink_thread, self._change_host,
-                reload.plan_difference(self.plan, new_plan),
+                self._netlink_thread, self.host.change, host_plan.plan(new)
             )
         except NetlinkError as error:
             log.warning("reload_refused", source=source, error=str(error))
@@ -417,7 +351,7 @@ class Daemon:
         self._reload_tables(old, new)
         if self.plane is not None:
             self.plane.reconfigure(new)
-        self.plan, self.config = new_plan, new
+        self.config = new
         log_setup.configure(new.daemon.log_format, new.daemon.log_level)
         changes = reload.summary(old, new)
         log.info("reloaded", source=source, changes=changes)
@@ -469,15 +403,6 @@ class Daemon:
 
     # -- shutdown ------------------------------------------------------------
 
-    def _tear_down_host(self) -> None:
-        for device in self.devices:
-            tuntap.close(device)
-        self.devices.clear()
-        if self.netlink is not None:
-            self.netlink.undo()
-            self.netlink.close()
-            self.netlink = None
-
     async def stop(self) -> None:
         if self.supervision is not None:
             self.supervision.stopping()
@@ -496,7 +421,7 @@ class Daemon:
             sock.close()
         self.sockets.clear()
         await asyncio.get_running_loop().run_in_executor(
-            self._netlink_thread, self._tear_down_host
+            self._netlink_thread, self.host.tear_down
         )
         self._netlink_thread.shutdown()
         if self.supervision is not None:

@@ -1,0 +1,123 @@
+"""The host side of a node: the devices, addresses, routes and rules its
+plan asks for, made through netlink and undone at exit.
+
+Every method runs on the daemon's netlink thread (pyroute2's sync IPRoute
+keeps per-thread state) and blocks. The devices are non-persistent TUN/TAPs,
+so they go with the process even after a kill -9; addresses and routes on
+them go too. What lives on devices lispd did not make (a LAN's route, the
+rules of an instance) is in the netlink ledger and undone by `tear_down`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from ipaddress import ip_interface
+
+import structlog
+
+from lispd import reload
+from lispd.config.model import IPAddress, UnderlayConfig
+from lispd.dataplane import plan as host_plan
+from lispd.dataplane import tuntap
+from lispd.netlink import Netlink, NetlinkError
+
+__all__ = ["Host"]
+
+log = structlog.get_logger("lispd")
+
+Item = host_plan.Address | host_plan.Route | host_plan.Rule
+
+
+class Host:
+    def __init__(self, plan: host_plan.Plan) -> None:
+        self.plan = plan
+        self._netlink: Netlink | None = None
+        self._devices: list[tuntap.Device] = []
+
+    @property
+    def netlink(self) -> Netlink:
+        if self._netlink is None:
+            self._netlink = Netlink()
+        return self._netlink
+
+    @property
+    def devices(self) -> tuple[tuntap.Device, ...]:
+        return tuple(self._devices)
+
+    def bring_up(self) -> None:
+        """Open the devices and configure everything the plan says."""
+        plan, netlink = self.plan, self.netlink
+        for tun in plan.tuns:
+            self._devices.append(tuntap.open_tun(tun.name))
+            netlink.set_link(tun.name, up=True, mtu=tun.mtu, txqlen=host_plan.TUN_TXQUEUELEN)
+            netlink.accept_local(tun.name)
+        for tap in plan.taps:
+            self._devices.append(tuntap.open_tap(tap.name))
+            netlink.set_link(tap.name, up=True, mtu=tap.mtu)
+        items: tuple[Item, ...] = (*plan.addresses, *plan.routes, *plan.rules)
+        for item in items:
+            self._add(item)
+        if plan.forwarding:
+            netlink.set_forwarding(ipv4=True, ipv6=True)
+
+    def rlocs(self, underlay: UnderlayConfig) -> tuple[IPAddress, ...]:
+        """This node's RLOCs now: the fixed ones, then the followed interfaces' addresses."""
+        found = list(underlay.rlocs)
+        for name in underlay.interfaces:
+            found.extend(a for a in self.netlink.global_addresses(name) if a not in found)
+        return tuple(found)
+
+    def change(self, plan: host_plan.Plan) -> None:
+        """A reload's new plan (same devices). All or nothing for what is added:
+        if one addition fails, those made before it are taken away again and
+        NetlinkError says which failed."""
+        difference = reload.plan_difference(self.plan, plan)
+        added: list[Item] = []
+        try:
+            for item in difference.add:
+                self._add(item)
+                added.append(item)
+            if difference.forwarding:
+                self.netlink.set_forwarding(ipv4=True, ipv6=True)
+        except NetlinkError:
+            for item in reversed(added):
+                with contextlib.suppress(NetlinkError):
+                    self._remove(item)
+            raise
+        for item in difference.remove:
+            try:
+                self._remove(item)
+            except NetlinkError as error:
+                # Left in the ledger: it goes at exit with the rest.
+                log.warning("reload_remove_failed", item=str(item), error=str(error))
+        self.plan = plan
+
+    def tear_down(self) -> None:
+        """Close the devices (what was on them goes with them), then undo the rest."""
+        for device in self._devices:
+            tuntap.close(device)
+        self._devices.clear()
+        if self._netlink is not None:
+            self._netlink.undo()
+            self._netlink.close()
+            self._netlink = None
+
+    def _add(self, item: Item) -> None:
+        match item:
+            case host_plan.Address(device, interface):
+                self.netlink.add_address(device, ip_interface(interface))
+            case host_plan.Route(prefix, device, table):
+                self.netlink.add_route(prefix, dev=device, table=table)
+            case host_plan.Rule(iif, table, family, priority, source):
+                self.netlink.add_rule(iif=iif, source=source, table=table, family=family,
+                                      priority=priority)
+
+    def _remove(self, item: Item) -> None:
+        match item:
+            case host_plan.Address(device, interface):
+                self.netlink.delete_address(device, ip_interface(interface))
+            case host_plan.Route(prefix, device, table):
+                self.netlink.delete_route(prefix, dev=device, table=table)
+            case host_plan.Rule(iif, table, family, priority, source):
+                self.netlink.delete_rule(iif=iif, source=source, table=table, family=family,
+                                         priority=priority)
