@@ -52,11 +52,15 @@ def vnis(root: Node, vxlans: tuple[VxlanConfig, ...]) -> None:
     duplicates(root.key("vxlan"), vxlans, lambda vxlan: vxlan.vni, "vni", at="vni")
 
 
-def device_names(root: Node, xtr: XtrConfig | None,
+def device_names(root: Node, underlay: UnderlayConfig | None, xtr: XtrConfig | None,
                  vxlans: tuple[VxlanConfig, ...] | None) -> None:
-    """Devices lispd creates need names of their own, apart from the LANs it uses."""
+    """Devices lispd creates need names of their own, apart from the interfaces it uses."""
     created: list[tuple[Node, str]] = []
-    lans: dict[str, str] = {}
+    # The interfaces that exist already, each with how to point at it.
+    existing: dict[str, str] = {}
+    for index, name in enumerate(underlay.interfaces if underlay else ()):
+        at = root.key("underlay").key("interfaces").item(index)
+        existing.setdefault(name, f"an underlay interface ({at.path})")
     if xtr is not None:
         node = root.key("xtr")
         created.append((node.key("tun"), xtr.tun))
@@ -64,19 +68,20 @@ def device_names(root: Node, xtr: XtrConfig | None,
             at = node.key("instance").item(index)
             created.append((at.key("tun"), instance.tun))
             for position, name in enumerate(instance.interfaces):
-                lans.setdefault(name, at.key("interfaces").item(position).path)
+                lan = at.key("interfaces").item(position)
+                existing.setdefault(name, f"a LAN interface ({lan.path})")
         for index, mapping in enumerate(xtr.database_mappings):
             if mapping.interface is not None:
-                at = node.key("database-mapping").item(index).key("interface")
-                lans.setdefault(mapping.interface, at.path)
+                lan = node.key("database-mapping").item(index).key("interface")
+                existing.setdefault(mapping.interface, f"a LAN interface ({lan.path})")
     for index, vxlan in enumerate(vxlans or ()):
         created.append((root.key("vxlan").item(index).key("device"), vxlan.device))
     first: dict[str, str] = {}
     for at, name in created:
         if name in first:
             at.report(f"device name {name} is already used by {first[name]}")
-        elif name in lans:
-            at.report(f"{name} is a LAN interface ({lans[name]}); lispd creates this device")
+        elif name in existing:
+            at.report(f"{name} is {existing[name]}; lispd creates this device")
         first.setdefault(name, at.path)
 
 
@@ -93,7 +98,8 @@ def listen_addresses(root: Node, underlay: UnderlayConfig, server: MapServerConf
 
 
 def control_peers(root: Node, underlay: UnderlayConfig, xtr: XtrConfig) -> None:
-    """Map-servers, map-resolvers and proxy-ETRs must be reachable from an RLOC."""
+    """What lispd sends to must be reachable from an RLOC of its family: map-servers,
+    map-resolvers, proxy-ETRs and, of a static mapping, at least one locator."""
     if underlay.follows_interfaces:
         return
     families = {rloc.version for rloc in underlay.rlocs}
@@ -107,3 +113,11 @@ def control_peers(root: Node, underlay: UnderlayConfig, xtr: XtrConfig) -> None:
     for at, peer in peers:
         if peer.version not in families:
             at.report(f"{peer} is IPv{peer.version}, but this node has no IPv{peer.version} RLOC")
+    for index, mapping in enumerate(xtr.static_mappings):
+        versions = {rloc.address.version for rloc in mapping.rlocs}
+        # The node has an RLOC of one family at least: a mapping with both has a usable one.
+        if len(versions) == 1 and not versions & families:
+            (version,) = versions
+            node.key("static-mapping").item(index).key("rlocs").report(
+                f"all its RLOCs are IPv{version}, but this node has no IPv{version} RLOC"
+            )

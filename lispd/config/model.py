@@ -17,7 +17,7 @@ from typing import Literal
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 
-LogFormat = Literal["json", "console"]
+LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 NegativeAction = Literal["drop", "native-forward", "send-map-request"]
 KeyIdName = Literal["hmac-sha1", "hmac-sha256"]
@@ -25,11 +25,21 @@ KeyIdName = Literal["hmac-sha1", "hmac-sha256"]
 
 @dataclass(frozen=True, kw_only=True)
 class DaemonConfig:
-    """[daemon]: the process itself."""
+    """[daemon]: the process itself.
+
+    `log_format` "auto" writes JSON lines unless stdout is a terminal, where
+    it writes console lines. `metrics_listen` (address, TCP port) serves the
+    Prometheus text format; None serves none. `ready_timeout` is how long
+    start-up waits for the first acknowledged registration before telling
+    systemd it is ready anyway (0: not at all), so a map-server that is down
+    delays a boot by that much at most.
+    """
 
     control_socket: Path = Path("/run/lispd/control.sock")
-    log_format: LogFormat = "json"
+    log_format: LogFormat = "auto"
     log_level: LogLevel = "info"
+    metrics_listen: tuple[IPAddress, int] | None = None
+    ready_timeout: float = 15.0
 
 
 @dataclass(frozen=True, kw_only=True)

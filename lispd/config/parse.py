@@ -12,7 +12,7 @@ from lispd.config import checks
 from lispd.config.model import Config, MapServerConfig, UnderlayConfig, VxlanConfig, XtrConfig
 from lispd.config.positions import key_lines
 from lispd.config.problems import ConfigError, Problem
-from lispd.config.reader import Key, Node, Sink, Table, array
+from lispd.config.reader import Array, Key, Node, Sink, Table
 from lispd.config.sections import DAEMON, MAP_SERVER, UNDERLAY, VXLAN, XTR
 
 # A section present turns its role on: no [xtr], no LISP; no [[vxlan]], no VTEP.
@@ -22,7 +22,7 @@ ROOT = Table(
         Key("daemon", DAEMON),
         Key("underlay", UNDERLAY, missing="required section: this node's RLOCs (rlocs = [...])"),
         Key("xtr", XTR),
-        Key("vxlan", array(VXLAN)),
+        Key("vxlan", Array(VXLAN)),
         Key("map-server", MAP_SERVER, field="map_server"),
     ),
 )
@@ -93,4 +93,4 @@ def _between_sections(root: Node, parts: Mapping[str, Any], present: Container[s
         checks.listen_addresses(root, underlay, map_server)
     if underlay is not None and xtr is not None:
         checks.control_peers(root, underlay, xtr)
-    checks.device_names(root, xtr, vxlans)
+    checks.device_names(root, underlay, xtr, vxlans)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import date, datetime, time
 from ipaddress import ip_address, ip_network
 from pathlib import Path
@@ -203,6 +203,36 @@ def address(node: Node, value: object) -> IPAddress:
         node.fail(f"{text!r} is not an IPv4 or IPv6 address")
 
 
+# An address and a port: [IPv6]:port or IPv4:port; the port is optional here so
+# that leaving it out gets its own message.
+_ADDRESS_PORT = re.compile(r"(?:\[(?P<v6>[^\]]*)\]|(?P<v4>[^:\[\]]*))(?::(?P<port>[^:]*))?")
+PORT_MAX = 65535
+
+
+def address_port(node: Node, value: object) -> tuple[IPAddress, int]:
+    """ADDRESS:PORT, an IPv6 address in brackets: 127.0.0.1:9100, [2001:db8::1]:9100."""
+    text = string(node, value)
+    match = _ADDRESS_PORT.fullmatch(text)
+    if match is None:  # a colon outside brackets before the last one: IPv6 written bare
+        node.fail(f"{text!r}: an IPv6 address goes in brackets, as in [2001:db8::1]:9100")
+    bracketed = match["v6"] is not None
+    host = match["v6"] if bracketed else match["v4"]
+    try:
+        parsed = ip_address(host)
+    except ValueError:
+        node.fail(f"{host!r} is not an IPv4 or IPv6 address")
+    if bracketed and parsed.version == 4:
+        node.fail(f"brackets are for an IPv6 address; write {host}:PORT")
+    port = match["port"]
+    if port is None:
+        node.fail(f"{text} has no port; write {text}:PORT")
+    if not (port.isascii() and port.isdigit()):
+        node.fail(f"port {port!r} is not a number")
+    if not 1 <= int(port) <= PORT_MAX:
+        node.fail(f"port {int(port)} is out of range 1..{PORT_MAX}")
+    return parsed, int(port)
+
+
 def network(node: Node, value: object) -> IPNetwork:
     """A prefix with an explicit length and no host bits set."""
     text = string(node, value)
@@ -269,31 +299,37 @@ def duplicates(node: Node, items: Iterable[T], key: Callable[[T], Hashable], wha
             first[value] = index
 
 
-def array(element: Converter[T], *, at_least: int = 0, unique: str | None = None,
-          ) -> Converter[tuple[T, ...]]:
-    """An array whose elements all convert; `unique` names what must not repeat."""
+@dataclass(frozen=True)
+class Array(Generic[T]):
+    """An array whose elements all convert; `unique` names what must not repeat.
 
-    def convert(node: Node, value: object) -> tuple[T, ...]:
-        if isinstance(value, dict) and isinstance(element, Table):
+    A class rather than a closure so that the schema can be walked (`Table.paths`).
+    """
+
+    element: Converter[T]
+    at_least: int = field(default=0, kw_only=True)
+    unique: str | None = field(default=None, kw_only=True)
+
+    def __call__(self, node: Node, value: object) -> tuple[T, ...]:
+        if isinstance(value, dict) and isinstance(self.element, Table):
             node.fail(f"expected an array of tables: write [[{node.path}]], not [{node.path}]")
         if not isinstance(value, list):
             node.fail(f"expected an array, got {kind(value)}")
-        if len(value) < at_least:
-            node.fail("must not be empty" if at_least == 1 else f"needs at least {at_least}")
+        least = self.at_least
+        if len(value) < least:
+            node.fail("must not be empty" if least == 1 else f"needs at least {least}")
         converted: list[T] = []
         failed = False
         for index, item in enumerate(value):
             try:
-                converted.append(element(node.item(index), item))
+                converted.append(self.element(node.item(index), item))
             except ReportedError:
                 failed = True
         if failed:
             raise ReportedError(node.path)
-        if unique is not None:
-            duplicates(node, converted, _itself, unique)
+        if self.unique is not None:
+            duplicates(node, converted, _itself, self.unique)
         return tuple(converted)
-
-    return convert
 
 
 def _itself(value: T) -> T:
@@ -355,6 +391,24 @@ class Table(Generic[D]):
 
     def names(self) -> tuple[str, ...]:
         return tuple(key.name for key in self.keys)
+
+    def paths(self, prefix: str = "") -> tuple[str, ...]:
+        """Every key this table accepts, nested ones included, as a path under `prefix`.
+
+        An array of tables reads `name[]` (`xtr.database-mapping[].rlocs[].weight`);
+        tables themselves are not listed, only the keys that hold values.
+        """
+        found: list[str] = []
+        for key in self.keys:
+            path = f"{prefix}.{key.name}" if prefix else key.name
+            convert = key.convert
+            if isinstance(convert, Array) and isinstance(convert.element, Table):
+                path, convert = f"{path}[]", convert.element
+            if isinstance(convert, Table):
+                found.extend(convert.paths(path))
+            else:
+                found.append(path)
+        return tuple(found)
 
     def read(self, node: Node, value: object) -> tuple[dict[str, Any], bool]:
         """The fields that converted, and whether all of them did.

@@ -2,21 +2,28 @@
 
 A check here sees one built table (and which keys the file wrote); checks
 that need two sections at once are in `lispd.config.checks`. To add a key:
-a field in `model`, a `Key` below, and a check if the value has rules
-beyond its type and range.
+a field in `model`, a `Key` below, a check if the value has rules beyond
+its type and range, and its entry in systemd/lispd.toml.example (a test
+holds the example to every key of `parse.ROOT`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from ipaddress import IPv6Network
+from typing import get_args
 
 from lispd.config.model import (
     DaemonConfig,
     DatabaseMapping,
     InstanceConfig,
     IPNetwork,
+    KeyIdName,
+    LogFormat,
+    LogLevel,
     MapServerConfig,
     MapServerPeerConfig,
+    NegativeAction,
     RlocConfig,
     SiteConfig,
     StaticMac,
@@ -26,12 +33,13 @@ from lispd.config.model import (
     XtrConfig,
 )
 from lispd.config.reader import (
+    Array,
     Key,
     Node,
     Table,
     absolute_path,
     address,
-    array,
+    address_port,
     boolean,
     choice,
     duplicates,
@@ -56,12 +64,18 @@ DEVICE_MTU_MIN = 576
 IPV6_MTU_MIN = 1280
 MTU_MAX = 65535
 
+# A bound that catches a slip (15000 for 15). The unit's TimeoutStartSec has
+# to be longer than the value chosen, or systemd kills lispd while it waits.
+READY_TIMEOUT_MAX = 600
+
 DAEMON = Table(
     DaemonConfig,
     (
         Key("control-socket", absolute_path),
-        Key("log-format", choice("json", "console")),
-        Key("log-level", choice("debug", "info", "warning", "error")),
+        Key("log-format", choice(*get_args(LogFormat))),
+        Key("log-level", choice(*get_args(LogLevel))),
+        Key("metrics-listen", address_port),
+        Key("ready-timeout", seconds(0, READY_TIMEOUT_MAX)),
     ),
 )
 
@@ -76,8 +90,8 @@ def _some_rloc(node: Node, underlay: UnderlayConfig, given: frozenset[str]) -> N
 UNDERLAY = Table(
     UnderlayConfig,
     (
-        Key("rlocs", array(address, at_least=1, unique="RLOC")),
-        Key("interfaces", array(ifname, at_least=1, unique="interface")),
+        Key("rlocs", Array(address, at_least=1, unique="RLOC")),
+        Key("interfaces", Array(ifname, at_least=1, unique="interface")),
         Key("mtu", integer(IPV6_MTU_MIN, MTU_MAX)),
     ),
     checks=(_some_rloc,),
@@ -118,7 +132,7 @@ DATABASE_MAPPING = Table(
         Key("instance-id", integer(0, IID_MAX)),
         Key("assign", boolean),
         Key("interface", ifname),
-        Key("rlocs", array(RLOC, at_least=1)),
+        Key("rlocs", Array(RLOC, at_least=1)),
     ),
     checks=(_assign, _distinct_rlocs),
 )
@@ -136,8 +150,8 @@ STATIC_MAPPING = Table(
     (
         Key("eid-prefix", network),
         Key("instance-id", integer(0, IID_MAX)),
-        Key("rlocs", array(RLOC)),
-        Key("action", choice("drop", "native-forward", "send-map-request")),
+        Key("rlocs", Array(RLOC)),
+        Key("action", choice(*get_args(NegativeAction))),
     ),
     checks=(_action, _distinct_rlocs),
 )
@@ -160,9 +174,9 @@ INSTANCE = Table(
         Key("instance-id", integer(0, IID_MAX)),
         Key("tun", ifname),
         Key("table", integer(1, TABLE_MAX)),
-        Key("eid-space", array(network, at_least=1, unique="prefix"),
+        Key("eid-space", Array(network, at_least=1, unique="prefix"),
             missing="required: the remote EID prefixes routed into this instance's TUN"),
-        Key("interfaces", array(ifname, unique="interface")),
+        Key("interfaces", Array(ifname, unique="interface")),
     ),
     checks=(_instance,),
 )
@@ -183,6 +197,17 @@ def _instances(node: Node, xtr: XtrConfig, given: frozenset[str]) -> None:
             owner.setdefault(name, (instance.instance_id, at.path))
 
 
+def _unique_prefixes(entries: Iterable[tuple[Node, str, int, IPNetwork]]) -> None:
+    """Report each (where, what to cite, instance-id, prefix) that an earlier entry repeats."""
+    seen: dict[tuple[int, IPNetwork], str] = {}
+    for at, cite, iid, prefix in entries:
+        if (iid, prefix) in seen:
+            at.report(
+                f"duplicate eid-prefix {prefix} in instance-id {iid} (also at {seen[iid, prefix]})"
+            )
+        seen.setdefault((iid, prefix), cite)
+
+
 def _mapping_instances(node: Node, xtr: XtrConfig, given: frozenset[str]) -> None:
     declared = {instance.instance_id for instance in xtr.instances} | {0}
     lan_instance = {
@@ -192,25 +217,49 @@ def _mapping_instances(node: Node, xtr: XtrConfig, given: frozenset[str]) -> Non
         *((node.key("database-mapping").item(i), m) for i, m in enumerate(xtr.database_mappings)),
         *((node.key("static-mapping").item(i), m) for i, m in enumerate(xtr.static_mappings)),
     ]
-    seen: dict[tuple[int, IPNetwork], str] = {}
+    # One mapping per prefix: a static mapping of a local one would send this
+    # node's own EIDs away.
+    _unique_prefixes(
+        (at.key("eid-prefix"), at.path, m.instance_id, m.eid_prefix) for at, m in mappings
+    )
     for at, mapping in mappings:
         iid = mapping.instance_id
         if iid not in declared:
             at.key("instance-id").report(
                 f"instance-id {iid} is not declared: add an [[xtr.instance]] for it"
             )
-        key = (iid, mapping.eid_prefix)
-        if key in seen:
-            at.key("eid-prefix").report(
-                f"duplicate eid-prefix {mapping.eid_prefix} in instance-id {iid} "
-                f"(also at {seen[key]})"
-            )
-        seen.setdefault(key, at.path)
         interface = mapping.interface if isinstance(mapping, DatabaseMapping) else None
         if interface is not None and lan_instance.get(interface, 0) != iid:
             at.key("interface").report(
                 f"{interface} carries instance-id {lan_instance.get(interface, 0)} "
                 f"(see [[xtr.instance]] interfaces), but this mapping is in instance-id {iid}"
+            )
+
+
+def _static_mappings(node: Node, xtr: XtrConfig, given: frozenset[str]) -> None:
+    """A static mapping is used for what the kernel routes into a TUN, that is its
+    instance's eid-space; a negative one's action must have somewhere to go."""
+    spaces = {0: xtr.eid_space} | {i.instance_id: i.eid_space for i in xtr.instances}
+    for index, mapping in enumerate(xtr.static_mappings):
+        at = node.key("static-mapping").item(index)
+        prefix, space = mapping.eid_prefix, spaces.get(mapping.instance_id)
+        # An undeclared instance-id has been reported by _mapping_instances.
+        if space is not None and not any(prefix.overlaps(p) for p in space):
+            listed = ", ".join(str(p) for p in space)
+            at.key("eid-prefix").report(
+                f"{prefix} is outside the eid-space of instance-id {mapping.instance_id} "
+                f"({listed}): nothing is routed to it through the TUN, so it would never be used"
+            )
+        if mapping.rlocs:
+            continue  # `action` beside RLOCs is refused by _action
+        if mapping.action == "native-forward" and not xtr.proxy_etrs:
+            at.key("action").report(
+                "native-forward sends through xtr.proxy-etrs and there are none: "
+                "packets would be dropped"
+            )
+        if mapping.action == "send-map-request" and not xtr.map_resolvers:
+            at.key("action").report(
+                "send-map-request needs xtr.map-resolvers to send Map-Requests to"
             )
 
 
@@ -234,7 +283,7 @@ MAP_SERVER_PEER = Table(
     (
         Key("address", address),
         Key("key", secret, missing="required: the key shared with this map-server's site"),
-        Key("key-id", choice("hmac-sha1", "hmac-sha256")),
+        Key("key-id", choice(*get_args(KeyIdName))),
         Key("proxy-reply", boolean),
     ),
 )
@@ -255,37 +304,37 @@ XTR = Table(
     XtrConfig,
     (
         Key("tun", ifname),
-        Key("eid-space", array(network, at_least=1, unique="prefix"),
+        Key("eid-space", Array(network, at_least=1, unique="prefix"),
             missing="required: the remote EID prefixes to route into the TUN (at least one)"),
         Key("map-cache-limit", integer(1)),
         Key("tun-mtu", integer(DEVICE_MTU_MIN, MTU_MAX)),
-        Key("database-mapping", array(DATABASE_MAPPING), field="database_mappings"),
-        Key("static-mapping", array(STATIC_MAPPING), field="static_mappings"),
-        Key("instance", array(INSTANCE), field="instances"),
-        Key("map-resolvers", array(address, unique="map-resolver")),
-        Key("proxy-etrs", array(address, unique="proxy-ETR")),
-        Key("map-server", array(MAP_SERVER_PEER), field="map_servers"),
+        Key("database-mapping", Array(DATABASE_MAPPING), field="database_mappings"),
+        Key("static-mapping", Array(STATIC_MAPPING), field="static_mappings"),
+        Key("instance", Array(INSTANCE), field="instances"),
+        Key("map-resolvers", Array(address, unique="map-resolver")),
+        Key("proxy-etrs", Array(address, unique="proxy-ETR")),
+        Key("map-server", Array(MAP_SERVER_PEER), field="map_servers"),
         Key("register-interval", REGISTER_INTERVAL),
         Key("subscribe", boolean),
         Key("solicit-map-request", boolean),
         Key("rloc-probe-interval", seconds(0, 3600)),
     ),
-    checks=(_instances, _mapping_instances, _tun_mtu, _xtr_peers),
+    checks=(_instances, _mapping_instances, _static_mappings, _tun_mtu, _xtr_peers),
 )
 
 STATIC_MAC = Table(StaticMac, (Key("mac", unicast_mac), Key("vtep", address)))
 
 
 def _vteps(node: Node, vxlan: VxlanConfig, given: frozenset[str]) -> None:
-    # One VXLAN socket per local address: every peer has to be of its family.
-    for index, vtep in enumerate(vxlan.flood):
-        at = node.key("flood").item(index)
+    peers = [
+        *((node.key("flood").item(i), vtep) for i, vtep in enumerate(vxlan.flood)),
+        *((node.key("static").item(i).key("vtep"), e.vtep) for i, e in enumerate(vxlan.static)),
+    ]
+    for at, vtep in peers:
+        # One VXLAN socket per local address: every peer has to be of its family.
         same_family(at, vtep, vxlan.local, f"local ({vxlan.local})")
         if vtep == vxlan.local:
             at.report(f"{vtep} is this VTEP's own address (local)")
-    for index, entry in enumerate(vxlan.static):
-        at = node.key("static").item(index).key("vtep")
-        same_family(at, entry.vtep, vxlan.local, f"local ({vxlan.local})")
     duplicates(node.key("static"), vxlan.static, lambda e: e.mac.hex(":"), "mac", at="mac")
 
 
@@ -295,10 +344,10 @@ VXLAN = Table(
         Key("device", ifname),
         Key("vni", integer(0, VNI_MAX)),
         Key("local", address),
-        Key("flood", array(address, unique="VTEP")),
+        Key("flood", Array(address, unique="VTEP")),
         Key("learning", boolean),
         Key("ageing", integer(1, (1 << 31) - 1)),
-        Key("static", array(STATIC_MAC)),
+        Key("static", Array(STATIC_MAC)),
         Key("mtu", integer(DEVICE_MTU_MIN, MTU_MAX)),
     ),
     checks=(_vteps,),
@@ -308,8 +357,6 @@ VXLAN = Table(
 def _site(node: Node, site: SiteConfig, given: frozenset[str]) -> None:
     if not site.name.strip():
         node.key("name").report("a site needs a name (it is shown in registrations and logs)")
-    # A site prefix of the wrong instance would never match a registration.
-    duplicates(node.key("eid-prefixes"), site.eid_prefixes, lambda p: p, "eid-prefix")
 
 
 SITE = Table(
@@ -317,7 +364,7 @@ SITE = Table(
     (
         Key("name", string),
         Key("key", secret, missing="required: the key this site's ETRs sign Map-Registers with"),
-        Key("eid-prefixes", array(network, at_least=1),
+        Key("eid-prefixes", Array(network, at_least=1),
             missing="required: the EID prefixes this site may register (at least one)"),
         Key("instance-id", integer(0, IID_MAX)),
         Key("accept-more-specifics", boolean),
@@ -327,16 +374,25 @@ SITE = Table(
 
 
 def _sites(node: Node, server: MapServerConfig, given: frozenset[str]) -> None:
-    duplicates(node.key("site"), server.sites, lambda s: s.name, "site name", at="name")
+    sites = node.key("site")
+    duplicates(sites, server.sites, lambda s: s.name, "site name", at="name")
+    # The longest site prefix covering a registration picks the site, and so
+    # the key: a prefix in two sites would leave that to the order of the file.
+    places = [
+        (sites.item(index).key("eid-prefixes").item(i), site.instance_id, prefix)
+        for index, site in enumerate(server.sites)
+        for i, prefix in enumerate(site.eid_prefixes)
+    ]
+    _unique_prefixes((at, at.path, iid, prefix) for at, iid, prefix in places)
 
 
 MAP_SERVER = Table(
     MapServerConfig,
     (
-        Key("listen", array(address, at_least=1, unique="address"),
+        Key("listen", Array(address, at_least=1, unique="address"),
             missing="required: the addresses this map-server answers on (at least one)"),
         Key("register-interval", REGISTER_INTERVAL),
-        Key("site", array(SITE), field="sites"),
+        Key("site", Array(SITE), field="sites"),
     ),
     checks=(_sites,),
 )

@@ -59,6 +59,8 @@ FULL = """\
 control-socket = "/run/lispd/test.sock"
 log-format = "console"
 log-level = "debug"
+metrics-listen = "[2001:db8::1]:9100"
+ready-timeout = 2.5
 
 [underlay]
 rlocs = ["198.18.1.10", "2001:2::10"]
@@ -69,6 +71,7 @@ tun = "lisp0"
 eid-space = ["192.0.2.0/24", "2001:db8::/32"]
 map-cache-limit = 5000
 tun-mtu = 1400
+proxy-etrs = ["198.18.0.7"]
 
 [[xtr.database-mapping]]
 eid-prefix = "192.0.2.10/32"
@@ -137,7 +140,11 @@ def test_full_file_builds_the_model() -> None:
     config = parse(FULL, "full.toml")
     assert config.source == "full.toml"
     assert config.daemon == DaemonConfig(
-        control_socket=Path("/run/lispd/test.sock"), log_format="console", log_level="debug"
+        control_socket=Path("/run/lispd/test.sock"),
+        log_format="console",
+        log_level="debug",
+        metrics_listen=(IPv6Address("2001:db8::1"), 9100),
+        ready_timeout=2.5,
     )
     assert config.underlay == UnderlayConfig(
         rlocs=(IPv4Address("198.18.1.10"), IPv6Address("2001:2::10")), mtu=9000
@@ -193,7 +200,8 @@ def test_left_out_keys_take_the_documented_defaults() -> None:
     config = parse(BASE + DB)
     assert config.daemon == DaemonConfig()
     assert config.daemon.control_socket == Path("/run/lispd/control.sock")
-    assert (config.daemon.log_format, config.daemon.log_level) == ("json", "info")
+    assert (config.daemon.log_format, config.daemon.log_level) == ("auto", "info")
+    assert (config.daemon.metrics_listen, config.daemon.ready_timeout) == (None, 15.0)
     assert config.underlay.mtu == 1500
     assert config.xtr == XtrConfig(
         eid_space=(IPv4Network("192.0.2.0/24"),),
@@ -435,6 +443,35 @@ def _static(mac: str) -> str:
     return f'static = [{{ mac = "{mac}", vtep = "198.18.2.10" }}]\n'
 
 
+INSTANCE = """
+[[xtr.instance]]
+instance-id = {iid}
+tun = "{tun}"
+table = {table}
+eid-space = ["192.0.2.0/24"]
+interfaces = [{lans}]
+"""
+
+
+def _instance(iid: int, tun: str, table: int, lans: str = "") -> str:
+    return INSTANCE.format(iid=iid, tun=tun, table=table, lans=lans)
+
+
+def _metrics(value: str) -> str:
+    return f'[daemon]\nmetrics-listen = "{value}"\n' + BASE
+
+
+def _negative(prefix: str, action: str = "drop", extra: str = "") -> str:
+    return f'[[xtr.static-mapping]]\neid-prefix = "{prefix}"\naction = "{action}"\n{extra}'
+
+
+MAP_SERVER = '[map-server]\nlisten = ["198.18.1.10"]\n'
+
+
+def _site(name: str, prefixes: str, extra: str = "") -> str:
+    return f'[[map-server.site]]\nname = "{name}"\nkey = "k"\neid-prefixes = [{prefixes}]\n{extra}'
+
+
 # (text, path of the problem, a fragment of its message)
 CASES: dict[str, tuple[str, str, str]] = {
     # unknown keys, with the close match
@@ -479,7 +516,7 @@ CASES: dict[str, tuple[str, str, str]] = {
                             "expected a string, got an integer (17)"),
     # choices
     "log format": ('[daemon]\nlog-format = "jsno"\n' + BASE, "daemon.log-format",
-                   "'jsno' is not one of 'json', 'console'; did you mean 'json'?"),
+                   "'jsno' is not one of 'auto', 'json', 'console'; did you mean 'json'?"),
     "log level": ('[daemon]\nlog-level = "warn"\n' + BASE, "daemon.log-level",
                   "did you mean 'warning'?"),
     "relative socket": ('[daemon]\ncontrol-socket = "lispd.sock"\n' + BASE,
@@ -672,6 +709,122 @@ CASES: dict[str, tuple[str, str, str]] = {
     "mac twice": (BASE + VXLAN + 'static = [{ mac = "02:00:00:00:00:02", vtep = "198.18.2.10" },'
                   ' { mac = "02:00:00:00:00:02", vtep = "198.18.2.11" }]\n',
                   "vxlan[0].static[1].mac", "duplicate mac 02:00:00:00:00:02"),
+    "static vtep is local": (BASE + VXLAN + 'static = [{ mac = "02:00:00:00:00:02", '
+                             'vtep = "198.18.1.10" }]\n', "vxlan[0].static[0].vtep",
+                             "198.18.1.10 is this VTEP's own address (local)"),
+    "device is a followed underlay interface": (
+        BASE.replace('rlocs = ["198.18.1.10"]', 'interfaces = ["eth0"]')
+        + VXLAN.replace("vxl100", "eth0"), "vxlan[0].device",
+        "eth0 is an underlay interface (underlay.interfaces[0]); lispd creates this device"),
+    # [daemon]
+    "metrics-listen without port": (_metrics("127.0.0.1"), "daemon.metrics-listen",
+                                    "127.0.0.1 has no port; write 127.0.0.1:PORT"),
+    "metrics-listen IPv6 without port": (_metrics("[2001:db8::1]"), "daemon.metrics-listen",
+                                         "[2001:db8::1] has no port; write [2001:db8::1]:PORT"),
+    "metrics-listen IPv6 without brackets": (
+        _metrics("2001:db8::1:9100"), "daemon.metrics-listen",
+        "'2001:db8::1:9100': an IPv6 address goes in brackets, as in [2001:db8::1]:9100"),
+    "metrics-listen IPv4 in brackets": (_metrics("[127.0.0.1]:9100"), "daemon.metrics-listen",
+                                        "brackets are for an IPv6 address; write 127.0.0.1:PORT"),
+    "metrics-listen name": (_metrics("localhost:9100"), "daemon.metrics-listen",
+                            "'localhost' is not an IPv4 or IPv6 address"),
+    "metrics-listen port 0": (_metrics("127.0.0.1:0"), "daemon.metrics-listen",
+                              "port 0 is out of range 1..65535"),
+    "metrics-listen port too big": (_metrics("[::1]:65536"), "daemon.metrics-listen",
+                                    "port 65536 is out of range 1..65535"),
+    "metrics-listen port not a number": (_metrics("127.0.0.1:http"), "daemon.metrics-listen",
+                                         "port 'http' is not a number"),
+    "metrics-listen empty": (_metrics(""), "daemon.metrics-listen",
+                             "'' is not an IPv4 or IPv6 address"),
+    "metrics-listen not a string": ('[daemon]\nmetrics-listen = 9100\n' + BASE,
+                                    "daemon.metrics-listen",
+                                    "expected a string, got an integer (9100)"),
+    "ready-timeout negative": ('[daemon]\nready-timeout = -1\n' + BASE, "daemon.ready-timeout",
+                               "-1 is out of range 0..600 seconds"),
+    "ready-timeout too long": ('[daemon]\nready-timeout = 601\n' + BASE, "daemon.ready-timeout",
+                               "601 is out of range 0..600 seconds"),
+    "ready-timeout a string": ('[daemon]\nready-timeout = "15s"\n' + BASE,
+                               "daemon.ready-timeout",
+                               "expected a number of seconds, got a string ('15s')"),
+    # static mappings and what they refer to
+    "static outside eid-space": (
+        BASE + _negative("198.51.100.0/24"), "xtr.static-mapping[0].eid-prefix",
+        "198.51.100.0/24 is outside the eid-space of instance-id 0 (192.0.2.0/24): nothing is "
+        "routed to it through the TUN, so it would never be used"),
+    "static outside the eid-space of its instance": (
+        BASE + _instance(7, "lisp7", 107).replace("192.0.2.0/24", "203.0.113.0/24")
+        + _negative("192.0.2.0/25", extra="instance-id = 7\n"),
+        "xtr.static-mapping[0].eid-prefix",
+        "192.0.2.0/25 is outside the eid-space of instance-id 7 (203.0.113.0/24)"),
+    "static of the other family": (
+        BASE + _negative("2001:db8::/64"), "xtr.static-mapping[0].eid-prefix",
+        "2001:db8::/64 is outside the eid-space of instance-id 0"),
+    "native-forward without proxy-etrs": (
+        BASE + _negative("192.0.2.0/25", "native-forward"), "xtr.static-mapping[0].action",
+        "native-forward sends through xtr.proxy-etrs and there are none: packets would be "
+        "dropped"),
+    "send-map-request without map-resolvers": (
+        BASE + _negative("192.0.2.0/25", "send-map-request"), "xtr.static-mapping[0].action",
+        "send-map-request needs xtr.map-resolvers to send Map-Requests to"),
+    "static rlocs of a family this node lacks": (
+        BASE + '[[xtr.static-mapping]]\neid-prefix = "192.0.2.0/25"\n'
+        'rlocs = [{ address = "2001:2::1" }, { address = "2001:2::2" }]\n',
+        "xtr.static-mapping[0].rlocs",
+        "all its RLOCs are IPv6, but this node has no IPv6 RLOC"),
+    "static rloc twice": (
+        BASE + '[[xtr.static-mapping]]\neid-prefix = "192.0.2.0/25"\n'
+        'rlocs = [{ address = "198.18.2.1" }, { address = "198.18.2.1", weight = 5 }]\n',
+        "xtr.static-mapping[0].rlocs[1].address", "duplicate RLOC 198.18.2.1"),
+    "static for a local prefix": (
+        BASE + DB + '[[xtr.static-mapping]]\neid-prefix = "192.0.2.10/32"\n'
+        'rlocs = [{ address = "198.18.2.1" }]\n', "xtr.static-mapping[0].eid-prefix",
+        "duplicate eid-prefix 192.0.2.10/32 in instance-id 0 (also at xtr.database-mapping[0])"),
+    "static priority": (
+        BASE + '[[xtr.static-mapping]]\neid-prefix = "192.0.2.0/25"\n'
+        'rlocs = [{ address = "198.18.2.1", priority = 300 }]\n',
+        "xtr.static-mapping[0].rlocs[0].priority", "300 is out of range 0..255"),
+    "static instance-id too big": (
+        BASE + _negative("192.0.2.0/25", extra="instance-id = 16777216\n"),
+        "xtr.static-mapping[0].instance-id", "16777216 is out of range 0..16777215"),
+    # more ranges
+    "instance instance-id too big": (
+        BASE + _instance(16777216, "lisp7", 107), "xtr.instance[0].instance-id",
+        "16777216 is out of range 0..16777215"),
+    "xtr register interval too long": (BASE + "register-interval = 3601\n",
+                                       "xtr.register-interval", "3601 is out of range 1..3600"),
+    "probe interval too long": (BASE + "rloc-probe-interval = 3600.5\n",
+                                "xtr.rloc-probe-interval", "3600.5 is out of range 0..3600"),
+    "tun mtu too big": (BASE + "tun-mtu = 65536\n", "xtr.tun-mtu",
+                        "65536 is out of range 576..65535"),
+    "ageing too long": (BASE + VXLAN + "ageing = 2147483648\n", "vxlan[0].ageing",
+                        "2147483648 is out of range 1..2147483647"),
+    "map-server register interval": (
+        BASE + MAP_SERVER + "register-interval = 0\n", "map-server.register-interval",
+        "0 is out of range 1..3600"),
+    # map-server sites
+    "site instance-id too big": (
+        BASE + MAP_SERVER + _site("a", '"192.0.2.0/24"', "instance-id = 16777216\n"),
+        "map-server.site[0].instance-id", "16777216 is out of range 0..16777215"),
+    "site empty key": (
+        BASE + MAP_SERVER + _site("a", '"192.0.2.0/24"').replace('key = "k"', 'key = ""'),
+        "map-server.site[0].key", "an empty key authenticates nothing"),
+    "site empty name": (
+        BASE + MAP_SERVER + _site(" ", '"192.0.2.0/24"'), "map-server.site[0].name",
+        "a site needs a name"),
+    "site prefix with host bits": (
+        BASE + MAP_SERVER + _site("a", '"192.0.2.1/24"'), "map-server.site[0].eid-prefixes[0]",
+        "192.0.2.1/24 has host bits set; did you mean 192.0.2.0/24?"),
+    "site prefix twice in a site": (
+        BASE + MAP_SERVER + _site("a", '"192.0.2.0/24", "192.0.2.0/24"'),
+        "map-server.site[0].eid-prefixes[1]",
+        "duplicate eid-prefix 192.0.2.0/24 in instance-id 0 "
+        "(also at map-server.site[0].eid-prefixes[0])"),
+    "site prefix in two sites": (
+        BASE + MAP_SERVER + _site("a", '"192.0.2.0/25"')
+        + _site("b", '"192.0.2.128/25", "192.0.2.0/25"'),
+        "map-server.site[1].eid-prefixes[1]",
+        "duplicate eid-prefix 192.0.2.0/25 in instance-id 0 "
+        "(also at map-server.site[0].eid-prefixes[0])"),
 }
 
 
@@ -750,20 +903,6 @@ def test_map_server_alone_is_something_to_do() -> None:
     assert parse(text).map_server is not None
 
 
-INSTANCE = """
-[[xtr.instance]]
-instance-id = {iid}
-tun = "{tun}"
-table = {table}
-eid-space = ["192.0.2.0/24"]
-interfaces = [{lans}]
-"""
-
-
-def _instance(iid: int, tun: str, table: int, lans: str = "") -> str:
-    return INSTANCE.format(iid=iid, tun=tun, table=table, lans=lans)
-
-
 @pytest.mark.parametrize(
     ("second", "path", "message"),
     [
@@ -802,8 +941,39 @@ def test_what_is_allowed_is_not_reported() -> None:
         + VXLAN.replace("198.18.1.10", "192.0.2.99")
         # the same VTEP in flood and static, a negative mapping without action
         + 'flood = ["192.0.2.20"]\nstatic = [{ mac = "02:00:00:00:00:02", vtep = "192.0.2.20" }]\n'
-        + '[[xtr.static-mapping]]\neid-prefix = "198.51.100.0/24"\n'
+        + '[[xtr.static-mapping]]\neid-prefix = "192.0.2.128/25"\n'
     )
+
+
+def test_static_mappings_and_sites_that_are_allowed() -> None:
+    parse(
+        BASE.replace("[xtr]", "[xtr]\nproxy-etrs = [\"198.18.0.7\"]\n"
+                     "map-resolvers = [\"198.18.0.1\"]")
+        # covering the whole eid-space, or only part of it, is still used
+        + _negative("0.0.0.0/0", "native-forward")
+        + _negative("192.0.2.0/23", "send-map-request")
+        # one usable locator is enough
+        + '[[xtr.static-mapping]]\neid-prefix = "192.0.2.0/25"\n'
+        + 'rlocs = [{ address = "2001:2::1" }, { address = "198.18.2.1" }]\n'
+        # the same prefix in two instances, for two sites
+        + _instance(7, "lisp7", 107)
+        + _negative("192.0.2.0/25", extra="instance-id = 7\n")
+        + MAP_SERVER
+        + _site("a", '"192.0.2.0/24"')
+        + _site("b", '"192.0.2.0/24"', "instance-id = 7\n")
+        # a more specific prefix in another site: the longest match picks it
+        + _site("c", '"192.0.2.0/25"')
+    )
+
+
+def test_log_format_auto_and_metrics_listen_forms() -> None:
+    for text, expected in [
+        ("127.0.0.1:9100", (IPv4Address("127.0.0.1"), 9100)),
+        ("[::]:1", (IPv6Address("::"), 1)),
+        ("[2001:db8::1]:65535", (IPv6Address("2001:db8::1"), 65535)),
+    ]:
+        daemon = parse(f'[daemon]\nlog-format = "auto"\nmetrics-listen = "{text}"\n' + BASE).daemon
+        assert (daemon.log_format, daemon.metrics_listen) == ("auto", expected)
 
 
 def test_vni_zero_and_ipv6_vtep_are_fine() -> None:
