@@ -14,11 +14,8 @@ from lispd.config import Config, ConfigError, load
 def _load(path: str) -> Config | None:
     try:
         return load(path)
-    except ConfigError as error:
+    except ConfigError as error:  # unreadable files too: load() says why
         print(error, file=sys.stderr)
-        return None
-    except OSError as error:
-        print(f"{path}: {error.strerror}", file=sys.stderr)
         return None
 
 
@@ -27,8 +24,7 @@ def _run(path: str) -> int:
     if config is None:
         return 1
     log.configure(config.daemon.log_format, config.daemon.log_level)
-    uvloop.run(daemon.run(config))
-    return 0
+    return uvloop.run(daemon.run(config))
 
 
 def _check(path: str) -> int:

@@ -30,10 +30,11 @@ from lispd.control.plane import ControlPlane
 from lispd.dataplane import plan as host_plan
 from lispd.dataplane import sockets, sync
 from lispd.dataplane.engine import Engine
-from lispd.dataplane.fastpath import FastPath, Miss
+from lispd.dataplane.fastpath import FastPath, FastPathError, Miss
 from lispd.dataplane.tables import Fdb, FdbEntry, Fib
 from lispd.host import Host
 from lispd.mapcache import Change, EidPrefix, Locator, MapCache, MapEntry
+from lispd.metrics import MetricsServer
 from lispd.netlink import AddressWatch, NetlinkError
 from lispd.sdnotify import Notifier
 from lispd.supervision import Supervision
@@ -42,6 +43,8 @@ from lispd.wire.records import Action
 
 log = structlog.get_logger("lispd")
 
+DATAPLANE_PATH = "batched"
+"""The data path in use: batched reads and sendmmsg, no TUN/UDP offloads (yet)."""
 REFUSED = "reload refused, still running the old configuration"
 HOUSEKEEPING_INTERVAL = 1.0
 RLOC_SETTLE = 0.05
@@ -94,6 +97,7 @@ class Daemon:
         self._reloading = asyncio.Lock()
         self.notifier = Notifier.from_environment()
         self.supervision: Supervision | None = None
+        self.metrics: MetricsServer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.plane: ControlPlane | None = None
         self._watch: AddressWatch | None = None
@@ -115,9 +119,12 @@ class Daemon:
         if xtr is not None:
             for mapping in setup.database(xtr, self.rlocs):
                 self.database_fib.set(*sync.database_entry(mapping))
+            # The control plane's policy, before it exists: a native-forward
+            # static mapping goes to the proxy-ETRs like a learnt one.
+            policy = sync.FibPolicy(proxy_etrs=xtr.proxy_etrs)
             for static in xtr.static_mappings:
-                sync.apply(self.mapcache_fib, self.mapcache.insert(static_entry(static),
-                                                                   time.monotonic()))
+                sync.apply(self.mapcache_fib,
+                           self.mapcache.insert(static_entry(static), time.monotonic()), policy)
         for segment in self.config.vxlan:
             for pinned in segment.static:
                 self.fdb.set(FdbEntry(segment.vni, pinned.mac, pinned.vtep, True, 0))
@@ -182,6 +189,11 @@ class Daemon:
             loop.add_reader(self._watch.fileno(), self._addresses_changed)
         self.control = ctl.ControlServer(self.config.daemon.control_socket, self._query)
         await self.control.start()
+        if self.config.daemon.metrics_listen is not None:
+            address, port = self.config.daemon.metrics_listen
+            self.metrics = MetricsServer(loop, address, port, self.counters, self.gauges,
+                                         lambda: DATAPLANE_PATH)
+            self.metrics.start()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._hangup)
@@ -302,7 +314,37 @@ class Daemon:
             counters.update(self.plane.counters())
         for name, value in self.notifier.counters.items():
             counters[f"systemd_notify_{name}"] = value
+        for name, value in self.mapcache.counters.items():
+            counters[f"map_cache_{name}"] = value
         return counters
+
+    def gauges(self) -> dict[str, float]:
+        """Every gauge, flat (metrics; the names are catalogued in lispd.metrics)."""
+        out: dict[str, float] = {"map_cache_entries": len(self.mapcache),
+                                 "map_cache_limit": self.mapcache.limit,
+                                 "fdb_entries": len(self.fdb)}
+        node = self.plane.node if self.plane is not None else None
+        if node is None:
+            return out
+        if node.map_server is not None:
+            out["map_server_registrations"] = len(node.map_server.registrations())
+            out["map_server_subscriptions"] = len(node.map_server.subscriptions())
+            out["map_server_pending_notifies"] = node.map_server.pending_notifies()
+        if node.registrar is not None:
+            status = node.registrar.status()
+            out["registrar_registrations_yielded"] = sum(r.yielded for r in status)
+            out["registrar_registrations_acknowledged"] = sum(
+                r.acknowledged and not r.yielded for r in status)
+            out["registrar_registrations_pending"] = sum(
+                not r.acknowledged and not r.yielded for r in status)
+        if node.resolver is not None:
+            out["resolver_pending_requests"] = len(node.resolver.pending())
+            out["resolver_queued_packets"] = node.resolver.queued_packets
+        if node.prober is not None:
+            states = node.prober.state()
+            out["prober_locators_up"] = sum(s.up for s in states)
+            out["prober_locators_down"] = sum(not s.up for s in states)
+        return out
 
     def flush(self, prefix: EidPrefix | None) -> int:
         """Remove the learnt map-cache entries (those `prefix` covers); how many went."""
@@ -417,6 +459,8 @@ class Daemon:
             self.engine.close()
         if self.control is not None:
             await self.control.close()
+        if self.metrics is not None:
+            self.metrics.close()
         for sock in self.sockets:
             sock.close()
         self.sockets.clear()
@@ -429,10 +473,17 @@ class Daemon:
         log.info("stopped", **self.fastpath.counters())
 
 
-async def run(config: Config) -> None:
+async def run(config: Config) -> int:
+    """Run until SIGTERM/SIGINT; the exit status (1: the host refused what
+    start-up needed, said in one log line, and everything made is undone)."""
     daemon = Daemon(config)
     try:
-        await daemon.start()
+        try:
+            await daemon.start()
+        except (OSError, NetlinkError, FastPathError) as error:
+            log.error("start_failed", error=str(error))
+            return 1
         await daemon.serve()
     finally:
         await daemon.stop()
+    return 0

@@ -310,6 +310,26 @@ class Removed:
 
 Change = Installed | Removed
 
+COUNTERS = (
+    "insertions",
+    "replacements",
+    "evictions",
+    "expirations",
+    "withdrawals",
+    "flushes",
+    "refused_full",
+)
+"""What `MapCache.counters` counts, each from 0: entries inserted for a new
+prefix, entries that replaced one of the same prefix, entries removed (one
+name per RemovalReason), and insertions refused because only static entries
+were left to evict."""
+_REMOVALS = {
+    RemovalReason.EVICTED: "evictions",
+    RemovalReason.EXPIRED: "expirations",
+    RemovalReason.WITHDRAWN: "withdrawals",
+    RemovalReason.FLUSHED: "flushes",
+}
+
 
 class MapCacheFull(Exception):  # noqa: N818 - the name is the agreed API
     """The cache is at its limit and every entry is static: nothing to evict."""
@@ -343,6 +363,9 @@ class MapCache:
     non-static entry; an insert, a lookup hit and a touch count as a use.
     Expired entries stay (invisible to lookup) until `expire` removes them,
     so that removals always come out as changes for the C copy.
+
+    `counters` (the names in COUNTERS, all present from the start so that
+    metrics have stable names) counts what the cache did, whoever asked.
     """
 
     def __init__(self, limit: int) -> None:
@@ -354,6 +377,7 @@ class MapCache:
         self._lru: OrderedDict[EidPrefix, None] = OrderedDict()  # non-static, oldest first
         self._heap: list[tuple[float, int, EidPrefix]] = []  # (expires_at, seq, prefix)
         self._seq = 0
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
 
     @property
     def limit(self) -> int:
@@ -373,9 +397,11 @@ class MapCache:
         old = self._slots.get(prefix)
         if old is None and len(self._slots) >= self._limit:
             if not self._lru:
+                self.counters["refused_full"] += 1
                 raise MapCacheFull(f"map-cache full ({self._limit} static entries): {prefix}")
             victim = next(iter(self._lru))
             self._remove(victim)
+            self._count_removals(RemovalReason.EVICTED)
             changes.append(Removed(victim, RemovalReason.EVICTED))
         self._seq += 1
         slot = _Slot(entry, now, self._seq)
@@ -395,6 +421,7 @@ class MapCache:
             # before they outnumber the live ones so the heap stays bounded.
             if len(self._heap) > 2 * len(self._slots) + 64:
                 self._rebuild_heap()
+        self.counters["insertions" if old is None else "replacements"] += 1
         changes.append(Installed(entry))
         return changes
 
@@ -403,6 +430,7 @@ class MapCache:
         if prefix not in self._slots:
             return []
         self._remove(prefix)
+        self._count_removals(RemovalReason.WITHDRAWN)
         return [Removed(prefix, RemovalReason.WITHDRAWN)]
 
     def lookup(self, instance_id: int, address: EidAddress, now: float) -> MapEntry | None:
@@ -440,6 +468,7 @@ class MapCache:
             if slot is not None and slot.seq == seq:
                 self._remove(prefix)
                 changes.append(Removed(prefix, RemovalReason.EXPIRED))
+        self._count_removals(RemovalReason.EXPIRED, len(changes))
         return changes
 
     def next_expiry(self) -> float | None:
@@ -474,6 +503,7 @@ class MapCache:
                 )
         for victim in victims:
             self._remove(victim)
+        self._count_removals(RemovalReason.FLUSHED, len(victims))
         return [Removed(victim, RemovalReason.FLUSHED) for victim in victims]
 
     def get(self, prefix: EidPrefix) -> MapEntry | None:
@@ -489,6 +519,9 @@ class MapCache:
 
     def __contains__(self, prefix: object) -> bool:
         return prefix in self._slots
+
+    def _count_removals(self, reason: RemovalReason, n: int = 1) -> None:
+        self.counters[_REMOVALS[reason]] += n
 
     def _use(self, slot: _Slot, now: float) -> None:
         slot.last_used = now
