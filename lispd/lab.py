@@ -51,10 +51,10 @@ class Lab:
         return process
 
     def lispd(self, namespace: str, config: str, workdir: Path, name: str, *,
-              env: dict[str, str] | None = None) -> Lispd:
+              env: dict[str, str] | None = None, daemon: str = "") -> Lispd:
         """Start a lispd in namespace (stopped by close() at the latest); `env`
-        adds to the environment it runs in."""
-        return Lispd(self, namespace, config, workdir, name, env=env).start()
+        adds to the environment it runs in, `daemon` to its [daemon] section."""
+        return Lispd(self, namespace, config, workdir, name, env=env, daemon=daemon).start()
 
     def link(self, a: str, a_if: str, b: str, b_if: str) -> None:
         """A veth pair with one end in each namespace, both up."""
@@ -94,8 +94,9 @@ class Lispd:
     lab supplies it."""
 
     def __init__(self, topology: Lab, namespace: str, config: str, workdir: Path, name: str,
-                 *, env: dict[str, str] | None = None):
+                 *, env: dict[str, str] | None = None, daemon: str = ""):
         self.topology = topology
+        self.daemon_keys = daemon
         self.env = {**os.environ, **(env or {})}
         self.namespace = namespace
         self.name = name
@@ -126,7 +127,7 @@ class Lispd:
         self.config = config
         self.config_path.write_text(
             f'[daemon]\ncontrol-socket = "{self.socket}"\nlog-format = "json"\n'
-            f'log-level = "info"\n\n{config}'
+            f'log-level = "info"\n{self.daemon_keys}\n\n{config}'
         )
 
     def log(self) -> str:
