@@ -144,7 +144,7 @@ def _kernel_peer_test(tmp_path: Path, underlay: Underlay, learning: bool) -> Non
         transfer(topology, lx, kx, HOST_B)
         transfer(topology, kx, lx, HOST_A)
         after = daemon.stats()
-        fdb = daemon.request("show", "vxlan")
+        fdb = daemon.request("show", "vxlan")["fdb"]
         log = daemon.log()
         status = daemon.stop()
 
@@ -224,7 +224,7 @@ def test_vxlan_over_lisp_between_lispd_nodes(tmp_path: Path) -> None:
         transfer(topology, a, b, HOST_B)
         transfer(topology, b, a, HOST_A)
         after = {role: daemon.stats() for role, daemon in daemons.items()}
-        fdbs = {role: daemon.request("show", "vxlan") for role, daemon in daemons.items()}
+        fdbs = {role: daemon.request("show", "vxlan")["fdb"] for role, daemon in daemons.items()}
         logs = "\n".join(daemon.log()[-2000:] for daemon in daemons.values())
         statuses = [daemon.stop() for daemon in daemons.values()]
 
