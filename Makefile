@@ -13,7 +13,7 @@ test: deps $(VENV)/.installed
 	$(PY) -m mypy
 	$(PY) -m pytest --hypothesis-show-statistics
 
-demo: $(VENV)/.installed
+demo: deps $(VENV)/.installed
 	$(PY) -m lispd demo
 
 # Micro-benches, then the data-plane throughput bench (root: namespaces, iperf3).

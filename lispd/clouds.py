@@ -17,6 +17,9 @@ site, and VMs in two clouds, joined by a routed underlay; and the two moves.
   198.18.4.10), the way a migrated VM comes up on another network.
 - `vm2` is another VM in cloud B (198.18.5.10). `redeploy` starts lispd on
   it with the service's EIDs: the service was redeployed there.
+- With `Options(segment=True)` each VM also has an EID of its own (VTEPS)
+  and a VTEP there on one VXLAN segment with the other VM (VXLAN over LISP);
+  `address_segment` gives their TAPs addresses from SEGMENT_HOSTS.
 
 Every address is from the ranges DESIGN.md allows; everything lives in the
 lab's namespaces and goes with them.
@@ -33,14 +36,23 @@ from pathlib import Path
 from lispd.lab import Lab, Lispd
 from lispd.stream import Arrivals
 
-__all__ = ["KEY", "SERVICE4", "SERVICE6", "STREAM_PORT", "Clouds", "Options"]
+__all__ = ["KEY", "ROLES", "SEGMENT_DEVICE", "SEGMENT_HOSTS", "SEGMENT_VNI", "SERVICE4", "SERVICE6",
+           "STREAM_PORT", "VM2_RLOC", "VM_RLOC", "VTEPS", "Clouds", "Options"]
 
 KEY = "tenant-s3cret"
 SERVICE4, SERVICE6 = "192.0.2.100", "2001:db8::100"
 HOST4, HOST6 = "192.0.2.2", "2001:db8:0:a::2"
-MS = "198.18.1.2"
+MS, ONPREM = "198.18.1.2", "198.18.2.2"
 EID_SPACE = '["192.0.2.0/24", "2001:db8::/48"]'
 STREAM_PORT = 9000
+# The VMs' underlay addresses (RLOCs): vm in cloud A, then in B after move_vm; vm2 in B.
+VM_RLOC, MOVED_VM_RLOC, VM2_RLOC = "198.18.3.10", "198.18.4.10", "198.18.5.10"
+# Who is behind each underlay address (the VM keeps its name when it moves).
+ROLES = {MS: "ms", ONPREM: "onprem", VM_RLOC: "vm", MOVED_VM_RLOC: "vm", VM2_RLOC: "vm2"}
+# The segment option: each VM's own EID (its VTEP) and its address on the segment.
+VTEPS = {"vm": "192.0.2.101", "vm2": "192.0.2.102"}
+SEGMENT_HOSTS = {"vm": "198.51.100.1", "vm2": "198.51.100.2"}
+SEGMENT_DEVICE, SEGMENT_VNI = "vxl100", 100
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,7 @@ class Options:
     smr: bool = True
     probe_interval: float = 0.0
     register_interval: int = 60
+    segment: bool = False
 
 
 @dataclass
@@ -115,18 +128,27 @@ class Clouds:
 
     def onprem_config(self) -> str:
         return (
-            '[underlay]\nrlocs = ["198.18.2.2"]\n\n'
+            f'[underlay]\nrlocs = ["{ONPREM}"]\n\n'
             f'[xtr]\neid-space = {EID_SPACE}\n' + self._xtr()
             + '[[xtr.database-mapping]]\neid-prefix = "192.0.2.0/26"\ninterface = "lan0"\n\n'
             '[[xtr.database-mapping]]\neid-prefix = "2001:db8:0:a::/64"\ninterface = "lan0"\n'
         )
 
-    def vm_config(self, interfaces: str) -> str:
+    def vm_config(self, name: str, interfaces: str) -> str:
+        """The config of VM `name` ("vm" or "vm2") running the service."""
+        eids = [f"{SERVICE4}/32", f"{SERVICE6}/128"]
+        segment = ""
+        if self.options.segment:
+            (peer,) = (VTEPS[other] for other in VTEPS if other != name)
+            eids.append(f"{VTEPS[name]}/32")
+            segment = (f'\n[[vxlan]]\ndevice = "{SEGMENT_DEVICE}"\nvni = {SEGMENT_VNI}\n'
+                       f'local = "{VTEPS[name]}"\nflood = ["{peer}"]\n')
         return (
             f"[underlay]\ninterfaces = {interfaces}\n\n"
             f'[xtr]\neid-space = {EID_SPACE}\n' + self._xtr()
-            + f'[[xtr.database-mapping]]\neid-prefix = "{SERVICE4}/32"\nassign = true\n\n'
-            f'[[xtr.database-mapping]]\neid-prefix = "{SERVICE6}/128"\nassign = true\n'
+            + "\n".join(f'[[xtr.database-mapping]]\neid-prefix = "{eid}"\nassign = true\n'
+                        for eid in eids)
+            + segment
         )
 
     # -- running -----------------------------------------------------------------
@@ -136,7 +158,7 @@ class Clouds:
         self.daemons["ms"] = self.lab.lispd(self.ms, self.ms_config(), self.workdir, "ms")
         self.daemons["onprem"] = self.lab.lispd(self.onprem, self.onprem_config(),
                                                 self.workdir, "onprem")
-        self.daemons["vm"] = self.lab.lispd(self.vm, self.vm_config('["ula", "ulb"]'),
+        self.daemons["vm"] = self.lab.lispd(self.vm, self.vm_config("vm", '["ula", "ulb"]'),
                                             self.workdir, "vm")
 
     def move_vm(self) -> None:
@@ -148,21 +170,29 @@ class Clouds:
 
     def redeploy(self) -> Lispd:
         """Case 2: the service starts on vm2 (cloud B) with the same EIDs."""
-        daemon = self.lab.lispd(self.vm2, self.vm_config('["ul0"]'), self.workdir, "vm2")
+        daemon = self.lab.lispd(self.vm2, self.vm_config("vm2", '["ul0"]'), self.workdir, "vm2")
         self.daemons["vm2"] = daemon
         return daemon
+
+    def address_segment(self) -> None:
+        """Both VMs' addresses on the segment (each on its TAP, one /24)."""
+        for name, namespace in (("vm", self.vm), ("vm2", self.vm2)):
+            self.lab.ns(namespace, "ip", "addr", "add", f"{SEGMENT_HOSTS[name]}/24",
+                        "dev", SEGMENT_DEVICE)
 
     def stop(self) -> dict[str, int]:
         """Stop every daemon; their exit codes."""
         return {name: daemon.stop() for name, daemon in reversed(self.daemons.items())}
 
     # -- a numbered stream from the on-premise host to the service -----------------
+    # Each end runs in a session of its own: a Ctrl-C at the terminal is for
+    # whoever runs the scenario (lispd demo), which stops them with their namespace.
 
     def receiver(self, namespace: str, seconds: float) -> subprocess.Popen[bytes]:
         """The service's end of the stream in namespace; returns once it listens."""
         process = self.lab.popen(
             namespace, sys.executable, "-m", "lispd.stream", "receive", SERVICE4,
-            str(STREAM_PORT), str(seconds), stdout=subprocess.PIPE,
+            str(STREAM_PORT), str(seconds), stdout=subprocess.PIPE, start_new_session=True,
         )
         assert process.stdout is not None
         if process.stdout.readline().strip() != b"ready":
@@ -174,6 +204,7 @@ class Clouds:
         return self.lab.popen(
             self.host, sys.executable, "-m", "lispd.stream", "send", SERVICE4,
             str(STREAM_PORT), str(rate), str(count), stdout=subprocess.PIPE,
+            start_new_session=True,
         )
 
     @staticmethod
