@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from lispd.lab import lab
+from lispd.pcap import Capture
 from tests.interop import oor
 from tests.needs import require_netns, require_program
-from tests.traffic import Capture, wait_for
+from tests.traffic import wait_for
 from tests.vectors.captures import check_capture
 
 pytestmark = [pytest.mark.interop, pytest.mark.netns]

@@ -22,9 +22,10 @@ import pytest
 
 from lispd.clouds import SERVICE4, Clouds, Options
 from lispd.lab import lab
+from lispd.pcap import Capture
 from lispd.stream import Arrivals
 from tests.needs import require_netns, require_program
-from tests.traffic import Capture, wait_for
+from tests.traffic import wait_for
 
 pytestmark = pytest.mark.netns
 

@@ -34,8 +34,9 @@ from typing import Any
 import pytest
 
 from lispd.lab import Lab, Lispd, lab
+from lispd.pcap import Capture
 from tests.needs import require_netns, require_program
-from tests.traffic import Capture, pcap_packets, wait_for
+from tests.traffic import wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -219,7 +220,7 @@ def test_traffic_follows_the_reachable_locator(multihomed: Multihomed) -> None:
     assert wait_for(lambda: both_probed_up(scenario), 5), scenario.diagnosis()
     primary, secondary = scenario.capture(PRIMARY_CORE), scenario.capture(SECONDARY_CORE)
     scenario.ping()
-    to_primary, to_secondary = pcap_packets(primary.stop()), pcap_packets(secondary.stop())
+    to_primary, to_secondary = primary.packets(), secondary.packets()
     assert lisp_to(to_primary, PRIMARY) >= 5, scenario.diagnosis()
     assert lisp_to(to_secondary, SECONDARY) == 0, scenario.diagnosis()
     assert scenario.locators() == {PRIMARY: True, SECONDARY: True}, scenario.diagnosis()
@@ -236,7 +237,7 @@ def test_traffic_follows_the_reachable_locator(multihomed: Multihomed) -> None:
     assert scenario.prober_stats()["prober_locator_down"] == 1, scenario.diagnosis()
     secondary = scenario.capture(SECONDARY_CORE)
     scenario.ping()
-    assert lisp_to(pcap_packets(secondary.stop()), SECONDARY) >= 5, scenario.diagnosis()
+    assert lisp_to(secondary.packets(), SECONDARY) >= 5, scenario.diagnosis()
 
     # 3. The link comes back: the next answered probe marks the primary up and
     # the traffic returns to it.
@@ -246,7 +247,7 @@ def test_traffic_follows_the_reachable_locator(multihomed: Multihomed) -> None:
     assert scenario.prober_stats()["prober_locator_up"] == 1, scenario.diagnosis()
     primary, secondary = scenario.capture(PRIMARY_CORE), scenario.capture(SECONDARY_CORE)
     scenario.ping()
-    to_primary, to_secondary = pcap_packets(primary.stop()), pcap_packets(secondary.stop())
+    to_primary, to_secondary = primary.packets(), secondary.packets()
     assert lisp_to(to_primary, PRIMARY) >= 5, scenario.diagnosis()
     assert lisp_to(to_secondary, SECONDARY) == 0, scenario.diagnosis()
     print(f"primary marked down {took:.1f} s after the cut")
