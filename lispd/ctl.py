@@ -104,8 +104,8 @@ def _group_name(gid: int) -> str:
 def _parse(line: bytes) -> tuple[str, list[str]]:
     try:
         request = json.loads(line)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RequestError(f"not JSON: {error}") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, an integer too long
+        raise RequestError(f"not JSON lispd reads: {error}") from None
     except RecursionError:
         raise RequestError("not JSON lispd reads: nested too deeply") from None
     if not isinstance(request, dict) or not isinstance(request.get("command"), str):

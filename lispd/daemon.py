@@ -15,12 +15,13 @@ import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import structlog
 
-from lispd import answers, ctl, reload
+from lispd import answers, ctl, reload, report
 from lispd import log as log_setup
 from lispd.config import ConfigError
 from lispd.config import load as load_config
@@ -82,7 +83,7 @@ class Daemon:
         self.host = Host(host_plan.plan(config))
         self.sockets: list[socket.socket] = []
         self.engine: Engine | None = None
-        self.control: ctl.ControlServer | None = None
+        self.server: ctl.ControlServer | None = None
         # pyroute2's sync IPRoute keeps per-thread state: one thread for all
         # netlink work, start to finish.
         self._netlink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
@@ -114,20 +115,10 @@ class Daemon:
         """Runs on the netlink thread."""
         return self.host.rlocs(self.config.underlay)
 
-    def _load_tables(self) -> None:
-        xtr = self.config.xtr
-        if xtr is not None:
-            for mapping in setup.database(xtr, self.rlocs):
+    def _load_database(self) -> None:
+        if self.config.xtr is not None:
+            for mapping in setup.database(self.config.xtr, self.rlocs):
                 self.database_fib.set(*sync.database_entry(mapping))
-            # The control plane's policy, before it exists: a native-forward
-            # static mapping goes to the proxy-ETRs like a learnt one.
-            policy = sync.FibPolicy(proxy_etrs=xtr.proxy_etrs)
-            for static in xtr.static_mappings:
-                sync.apply(self.mapcache_fib,
-                           self.mapcache.insert(static_entry(static), time.monotonic()), policy)
-        for segment in self.config.vxlan:
-            for pinned in segment.static:
-                self.fdb.set(FdbEntry(segment.vni, pinned.mac, pinned.vtep, True, 0))
 
     def _open_sockets(self, engine: Engine) -> None:
         config = self.config
@@ -152,7 +143,6 @@ class Daemon:
             index = self.fastpath.add_segment(tap.fd, segment.vni, segment.local,
                                               segment.learning)
             self.segments[segment.vni] = index
-            self.fastpath.set_flood(index, segment.flood)
             engine.watch_tap(index, tap.fd, segment.device)
             if segment.local not in vteps:
                 vteps.add(segment.local)
@@ -173,8 +163,12 @@ class Daemon:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        # First of all: a stop signal during start-up must still undo it all.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._hangup)
         await loop.run_in_executor(self._netlink_thread, self._bring_up_host)
-        self._load_tables()
+        self._load_database()
         self.engine = Engine(loop, self.fastpath, self._on_misses, _monotonic_ms)
         self._open_sockets(self.engine)
         self.plane = ControlPlane(
@@ -182,21 +176,21 @@ class Daemon:
             database_fib=self.database_fib, fastpath=self.fastpath, tuns=self.tun_index,
             rlocs=self.rlocs,
         )
+        bare = replace(self.config, vxlan=(), xtr=self.config.xtr and replace(
+            self.config.xtr, static_mappings=()))
+        self._change_tables(bare, self.config)
         if self.plane.enabled:
             self.plane.start()
         if self.config.underlay.interfaces:
             self._watch = AddressWatch()
             loop.add_reader(self._watch.fileno(), self._addresses_changed)
-        self.control = ctl.ControlServer(self.config.daemon.control_socket, self._query)
-        await self.control.start()
+        self.server = ctl.ControlServer(self.config.daemon.control_socket, self._query)
+        await self.server.start()
         if self.config.daemon.metrics_listen is not None:
             address, port = self.config.daemon.metrics_listen
             self.metrics = MetricsServer(loop, address, port, self.counters, self.gauges,
                                          lambda: DATAPLANE_PATH)
             self.metrics.start()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self._hangup)
         self.supervision = Supervision(
             loop, self.notifier, status=self.status_line, registered=self._registered,
             ready_timeout=self.config.daemon.ready_timeout,
@@ -212,37 +206,25 @@ class Daemon:
 
     # -- running -------------------------------------------------------------
 
+    @property
+    def control_plane(self) -> ControlPlane:
+        """The control plane: there from start-up on (nothing here runs before)."""
+        assert self.plane is not None, "the daemon has not started"
+        return self.plane
+
     def status_line(self) -> str:
         """One line on what this node is doing, for systemd's STATUS=."""
-        parts: list[str] = []
-        xtr, plane = self.config.xtr, self.plane
-        if xtr is not None:
-            database = plane.database if plane is not None else xtr.database_mappings
-            parts.append(f"xTR at {', '.join(map(str, self.rlocs)) or 'no RLOC yet'}: "
-                         f"{len(database)} EID prefixes")
-            registrar = plane.node.registrar if plane is not None else None
-            if registrar is not None:
-                acknowledged = sum(registrar.acknowledged(p.address) for p in xtr.map_servers)
-                parts.append(f"registered with {acknowledged}/{len(xtr.map_servers)} "
-                             "map-servers" + ("" if acknowledged else " (not acknowledged)"))
-            parts.append(f"map-cache {len(self.mapcache)} entries")
-        if plane is not None and plane.node.map_server is not None:
-            parts.append(f"map-server: {len(plane.node.map_server.registrations())} "
-                         "registrations")
-        if self.config.vxlan:
-            parts.append(f"{len(self.config.vxlan)} VXLAN segments, {len(self.fdb)} MACs")
-        return "; ".join(parts)
+        return report.status_line(self.config, self.rlocs, self.control_plane, self.mapcache,
+                                  self.fdb)
 
     def _registered(self) -> bool | None:
-        """Whether a map-server acknowledged a registration; None with none configured."""
-        registrar = self.plane.node.registrar if self.plane is not None else None
-        if registrar is None or self.config.xtr is None:
-            return None
-        return any(registrar.acknowledged(p.address) for p in self.config.xtr.map_servers)
+        """Whether a map-server acknowledged our registrations; None with none configured."""
+        held = self.control_plane.acknowledged_by()
+        return None if held is None else bool(held)
 
     def _on_misses(self, misses: list[Miss]) -> None:
-        if self.plane is not None and self.plane.node.resolver is not None:
-            self.plane.misses(misses)
+        if self.control_plane.node.resolver is not None:
+            self.control_plane.misses(misses)
             return
         # Without map-resolvers a miss is a counted drop, logged at most once
         # a second so a flood of them cannot flood the log.
@@ -254,13 +236,11 @@ class Daemon:
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
-        used = sync.report_used(self.mapcache_fib, self.mapcache, now)
-        if self.plane is not None:
-            self.plane.used(used)
+        self.control_plane.used(sync.report_used(self.mapcache_fib, self.mapcache, now))
         # With a resolver, its timer expires entries on time; without one,
         # this does, once a second.
-        if self.plane is None or self.plane.node.resolver is None:
-            sync.apply(self.mapcache_fib, self.mapcache.expire(now))
+        if self.control_plane.node.resolver is None:
+            self.control_plane.apply_changes(tuple(self.mapcache.expire(now)))
         now_ms = _monotonic_ms()
         for segment in self.config.vxlan:
             self.fdb.age(now_ms, segment.ageing * 1000, segment.vni)
@@ -301,8 +281,7 @@ class Daemon:
             return
         self.rlocs = rlocs
         self._set_underlay()
-        if self.plane is not None:
-            self.plane.rlocs_changed(rlocs)
+        self.control_plane.rlocs_changed(rlocs)
 
     def _query(self, command: str, args: list[str]) -> Any:
         return answers.answer(self, command, args)
@@ -310,8 +289,7 @@ class Daemon:
     def counters(self) -> dict[str, int]:
         """Every counter of every part, flat (lispctl show stats, metrics)."""
         counters = self.fastpath.counters()
-        if self.plane is not None:
-            counters.update(self.plane.counters())
+        counters.update(self.control_plane.counters())
         for name, value in self.notifier.counters.items():
             counters[f"systemd_notify_{name}"] = value
         for name, value in self.mapcache.counters.items():
@@ -319,40 +297,14 @@ class Daemon:
         return counters
 
     def gauges(self) -> dict[str, float]:
-        """Every gauge, flat (metrics; the names are catalogued in lispd.metrics)."""
-        out: dict[str, float] = {"map_cache_entries": len(self.mapcache),
-                                 "map_cache_limit": self.mapcache.limit,
-                                 "fdb_entries": len(self.fdb)}
-        node = self.plane.node if self.plane is not None else None
-        if node is None:
-            return out
-        if node.map_server is not None:
-            out["map_server_registrations"] = len(node.map_server.registrations())
-            out["map_server_subscriptions"] = len(node.map_server.subscriptions())
-            out["map_server_pending_notifies"] = node.map_server.pending_notifies()
-        if node.registrar is not None:
-            status = node.registrar.status()
-            out["registrar_registrations_yielded"] = sum(r.yielded for r in status)
-            out["registrar_registrations_acknowledged"] = sum(
-                r.acknowledged and not r.yielded for r in status)
-            out["registrar_registrations_pending"] = sum(
-                not r.acknowledged and not r.yielded for r in status)
-        if node.resolver is not None:
-            out["resolver_pending_requests"] = len(node.resolver.pending())
-            out["resolver_queued_packets"] = node.resolver.queued_packets
-        if node.prober is not None:
-            states = node.prober.state()
-            out["prober_locators_up"] = sum(s.up for s in states)
-            out["prober_locators_down"] = sum(not s.up for s in states)
-        return out
+        """Every gauge, flat (metrics)."""
+        return report.gauges(self.control_plane, self.mapcache, self.fdb)
 
     def flush(self, prefix: EidPrefix | None) -> int:
         """Remove the learnt map-cache entries (those `prefix` covers); how many went."""
-        changes = self.mapcache.flush(prefix)
-        if self.plane is not None:
-            self.plane.apply_changes(tuple(changes))
-        else:
-            sync.apply(self.mapcache_fib, changes)
+        # An EID that moved away keeps the entry it is re-encapsulated with.
+        changes = self.mapcache.flush(prefix, keep=self.control_plane.policy.reencap)
+        self.control_plane.apply_changes(tuple(changes))
         return len(changes)
 
     async def reload(self) -> list[str]:
@@ -390,52 +342,57 @@ class Daemon:
         except NetlinkError as error:
             log.warning("reload_refused", source=source, error=str(error))
             raise ctl.RequestError(f"{REFUSED}: {error}") from None
-        self._reload_tables(old, new)
-        if self.plane is not None:
-            self.plane.reconfigure(new)
+        self._change_tables(old, new)
+        self.control_plane.reconfigure(new)
         self.config = new
         log_setup.configure(new.daemon.log_format, new.daemon.log_level)
         changes = reload.summary(old, new)
         log.info("reloaded", source=source, changes=changes)
         return changes or ["no changes"]
 
-    def _reload_tables(self, old: Config, new: Config) -> None:
+    def _change_tables(self, old: Config, new: Config) -> None:
         """Static mappings into the map-cache; flood lists and static MACs into
-        the fast path (ageing is read from the configuration as it goes)."""
-        if old.xtr is not None and new.xtr is not None:
-            now = time.monotonic()
-            changes: list[Change] = []
-            for mapping in old.xtr.static_mappings:
-                if mapping not in new.xtr.static_mappings:
-                    changes += self.mapcache.withdraw(static_entry(mapping).prefix)
-            for mapping in new.xtr.static_mappings:
-                if mapping not in old.xtr.static_mappings:
-                    changes += self.mapcache.insert(static_entry(mapping), now)
-            if self.plane is not None:
-                self.plane.apply_changes(tuple(changes))
-            else:
-                sync.apply(self.mapcache_fib, changes)
+        the fast path (ageing is read from the configuration as it goes). At
+        start-up `old` is the configuration with none of them."""
+        was = old.xtr.static_mappings if old.xtr is not None else ()
+        now = new.xtr.static_mappings if new.xtr is not None else ()
+        changes: list[Change] = []
+        for mapping in was:
+            if mapping not in now:
+                changes += self.mapcache.withdraw(static_entry(mapping).prefix)
+        for mapping in now:
+            if mapping not in was:
+                changes += self.mapcache.insert(static_entry(mapping), time.monotonic())
+        self.control_plane.apply_changes(tuple(changes))
         before = {segment.vni: segment for segment in old.vxlan}
         for segment in new.vxlan:
-            was = before[segment.vni]  # segments added or removed need a restart
-            if was.flood != segment.flood:
+            pinned_before = before[segment.vni].static if segment.vni in before else ()
+            flood_before = before[segment.vni].flood if segment.vni in before else ()
+            if segment.flood != flood_before:
                 self.fastpath.set_flood(self.segments[segment.vni], segment.flood)
-            for pinned in was.static:
+            for pinned in pinned_before:
                 if pinned not in segment.static:
                     self.fdb.delete(segment.vni, pinned.mac)
             for pinned in segment.static:
-                if pinned not in was.static:
+                if pinned not in pinned_before:
                     self.fdb.set(FdbEntry(segment.vni, pinned.mac, pinned.vtep, True, 0))
 
     def _hangup(self) -> None:
         """SIGHUP: reload in a task (the answer goes to the log)."""
+        if self.supervision is None or self._stop.is_set():
+            log.warning("reload_ignored", reason="starting or stopping")
+            return
         task = asyncio.get_running_loop().create_task(self._reload_quietly())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _reload_quietly(self) -> None:
-        with contextlib.suppress(ctl.RequestError):  # already logged, with the reason
+        try:
             await self.reload()
+        except ctl.RequestError:
+            pass  # already logged, with the reason
+        except Exception:
+            log.exception("reload_failed")
 
     async def serve(self) -> None:
         while not self._stop.is_set():
@@ -446,8 +403,13 @@ class Daemon:
     # -- shutdown ------------------------------------------------------------
 
     async def stop(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_signal_handler(signal.SIGHUP)
         if self.supervision is not None:
             self.supervision.stopping()
+        for task in list(self._tasks):  # a reload under way must not outlive the host
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._settle is not None:
             self._settle.cancel()
         if self._watch is not None:
@@ -457,8 +419,8 @@ class Daemon:
             self.plane.stop()
         if self.engine is not None:
             self.engine.close()
-        if self.control is not None:
-            await self.control.close()
+        if self.server is not None:
+            await self.server.close()
         if self.metrics is not None:
             self.metrics.close()
         for sock in self.sockets:

@@ -19,7 +19,14 @@ from lispd import reload
 from lispd.config.model import IPAddress, UnderlayConfig
 from lispd.dataplane import plan as host_plan
 from lispd.dataplane import tuntap
-from lispd.netlink import Netlink, NetlinkError
+from lispd.netlink import (
+    AddressRecord,
+    Netlink,
+    NetlinkError,
+    Record,
+    RouteRecord,
+    RuleRecord,
+)
 
 __all__ = ["Host"]
 
@@ -68,28 +75,35 @@ class Host:
         return tuple(found)
 
     def change(self, plan: host_plan.Plan) -> None:
-        """A reload's new plan (same devices). All or nothing for what is added:
-        if one addition fails, those made before it are taken away again and
-        NetlinkError says which failed."""
+        """A reload's new plan (same devices): what went is removed first (only
+        if lispd made it), then what came is added. All or nothing: if an
+        addition fails, the additions are taken back and the removals put back,
+        and NetlinkError says which failed."""
         difference = reload.plan_difference(self.plan, plan)
-        added: list[Item] = []
-        try:
-            for item in difference.add:
-                self._add(item)
-                added.append(item)
-            if difference.forwarding:
-                self.netlink.set_forwarding(ipv4=True, ipv6=True)
-        except NetlinkError:
-            for item in reversed(added):
-                with contextlib.suppress(NetlinkError):
-                    self._remove(item)
-            raise
-        for item in difference.remove:
+        netlink = self.netlink
+        removed: list[Record] = []
+        for record in map(_record, difference.remove):
             try:
-                self._remove(item)
+                if netlink.withdraw(record):
+                    removed.append(record)
             except NetlinkError as error:
-                # Left in the ledger: it goes at exit with the rest.
-                log.warning("reload_remove_failed", item=str(item), error=str(error))
+                # Still in the ledger: it goes at exit with the rest.
+                log.warning("reload_remove_failed", item=str(record), error=str(error))
+        added: list[Record] = []
+        try:
+            for record in map(_record, difference.add):
+                netlink.add(record)
+                added.append(record)
+            if difference.forwarding:
+                netlink.set_forwarding(ipv4=True, ipv6=True)
+        except NetlinkError:
+            for record in reversed(added):
+                with contextlib.suppress(NetlinkError):
+                    netlink.withdraw(record)
+            for record in removed:
+                with contextlib.suppress(NetlinkError):
+                    netlink.add(record)
+            raise
         self.plan = plan
 
     def tear_down(self) -> None:
@@ -103,21 +117,15 @@ class Host:
             self._netlink = None
 
     def _add(self, item: Item) -> None:
-        match item:
-            case host_plan.Address(device, interface):
-                self.netlink.add_address(device, ip_interface(interface))
-            case host_plan.Route(prefix, device, table):
-                self.netlink.add_route(prefix, dev=device, table=table)
-            case host_plan.Rule(iif, table, family, priority, source):
-                self.netlink.add_rule(iif=iif, source=source, table=table, family=family,
-                                      priority=priority)
+        self.netlink.add(_record(item))
 
-    def _remove(self, item: Item) -> None:
-        match item:
-            case host_plan.Address(device, interface):
-                self.netlink.delete_address(device, ip_interface(interface))
-            case host_plan.Route(prefix, device, table):
-                self.netlink.delete_route(prefix, dev=device, table=table)
-            case host_plan.Rule(iif, table, family, priority, source):
-                self.netlink.delete_rule(iif=iif, source=source, table=table, family=family,
-                                         priority=priority)
+
+def _record(item: Item) -> Record:
+    """The netlink ledger's record of a plan item."""
+    match item:
+        case host_plan.Address(device, interface):
+            return AddressRecord(device, ip_interface(interface))
+        case host_plan.Route(prefix, device, table):
+            return RouteRecord(prefix, device, table)
+        case host_plan.Rule(iif, table, family, priority, source):
+            return RuleRecord(iif, table, family, priority, source)

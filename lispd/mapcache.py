@@ -27,7 +27,7 @@ import heapq
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, replace
 from enum import Enum
 from ipaddress import IPv4Address, IPv6Address
@@ -482,8 +482,10 @@ class MapCache:
             heapq.heappop(heap)
         return None
 
-    def flush(self, prefix: EidPrefix | None = None) -> list[Change]:
-        """Remove the non-static entries, all or those `prefix` covers.
+    def flush(self, prefix: EidPrefix | None = None,
+              keep: Container[EidPrefix] = frozenset()) -> list[Change]:
+        """Remove the non-static entries, all or those `prefix` covers, but
+        those at a prefix in `keep`.
 
         Covered means the same instance and family, and equal or more
         specific. Static entries stay: they belong to the configuration.
@@ -501,6 +503,7 @@ class MapCache:
                     for value, slot in level.items()
                     if value & mask == base and not slot.entry.static
                 )
+        victims = [victim for victim in victims if victim not in keep]
         for victim in victims:
             self._remove(victim)
         self._count_removals(RemovalReason.FLUSHED, len(victims))

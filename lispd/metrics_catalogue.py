@@ -240,12 +240,13 @@ _MAP_SERVER = (
     _counter(
         "lispd_map_server_subscription_events_total",
         "Subscriptions (RFC 9437), by event: subscribed, refreshed, unsubscribed, expired,"
-        " unconfirmed (the first Map-Notify was never acknowledged).",
+        " unconfirmed (the first Map-Notify was never acknowledged), site_removed (reload).",
         ("event",),
         _each("map_server_", {"subscribed": "subscribed", "subscription_refreshed": "refreshed",
                               "unsubscribed": "unsubscribed",
                               "subscription_expired": "expired",
-                              "subscription_unconfirmed": "unconfirmed"}),
+                              "subscription_unconfirmed": "unconfirmed",
+                              "subscription_site_removed": "site_removed"}),
     ),
     _counter(
         "lispd_map_server_subscriptions_refused_total",

@@ -392,6 +392,24 @@ class Netlink:
             problem = done.stderr.strip() or f"exit status {done.returncode}"
             raise NetlinkError(f"{what} in netns {self.netns}: {problem}")
 
+    # One record at a time (a reload's difference).
+
+    def add(self, record: Record) -> None:
+        """Make what `record` describes (as add_address, add_route or add_rule)."""
+        match record:
+            case AddressRecord(dev, interface):
+                self.add_address(dev, interface)
+            case RouteRecord(prefix, dev, table):
+                self.add_route(prefix, dev=dev, table=table)
+            case RuleRecord(iif, table, family, priority, source):
+                self.add_rule(iif=iif, source=source, table=table, family=family,
+                              priority=priority)
+
+    def withdraw(self, record: Record) -> bool:
+        """Remove something this object made; what it found already there (not
+        in the ledger: the kernel's own connected route, say) is left alone."""
+        return record in self._ledger and self._delete(record)
+
     # The ledger.
 
     def created(self) -> tuple[Record, ...]:

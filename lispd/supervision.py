@@ -44,6 +44,7 @@ class Supervision:
         self._registered = registered
         self._ready_timeout = ready_timeout
         self._ready = False
+        self._stopping = False
         self._last_status = ""
         self._watchdog: asyncio.TimerHandle | None = None
         self._waiting: asyncio.Task[None] | None = None
@@ -84,14 +85,20 @@ class Supervision:
             self._last_status = status
             self._notifier.status(status)
 
+    # A reload before READY, or one that ends after STOPPING, must not tell
+    # systemd the unit is ready: these say nothing then.
+
     def reloading(self, source: str) -> None:
-        self._notifier.reloading(f"reloading {source}")
+        if self._ready and not self._stopping:
+            self._notifier.reloading(f"reloading {source}")
 
     def reloaded(self) -> None:
-        self._last_status = self._status()
-        self._notifier.ready(self._last_status)
+        if self._ready and not self._stopping:
+            self._last_status = self._status()
+            self._notifier.ready(self._last_status)
 
     def stopping(self) -> None:
+        self._stopping = True
         self._notifier.stopping("stopping: deregistering and removing devices")
 
     def close(self) -> None:

@@ -308,6 +308,7 @@ class Array(Generic[T]):
 
     element: Converter[T]
     at_least: int = field(default=0, kw_only=True)
+    at_most: int | None = field(default=None, kw_only=True)
     unique: str | None = field(default=None, kw_only=True)
 
     def __call__(self, node: Node, value: object) -> tuple[T, ...]:
@@ -318,6 +319,8 @@ class Array(Generic[T]):
         least = self.at_least
         if len(value) < least:
             node.fail("must not be empty" if least == 1 else f"needs at least {least}")
+        if self.at_most is not None and len(value) > self.at_most:
+            node.fail(f"holds {len(value)} items; at most {self.at_most} fit")
         converted: list[T] = []
         failed = False
         for index, item in enumerate(value):

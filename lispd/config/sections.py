@@ -67,6 +67,9 @@ MTU_MAX = 65535
 # A bound that catches a slip (15000 for 15). The unit's TimeoutStartSec has
 # to be longer than the value chosen, or systemd kills lispd while it waits.
 READY_TIMEOUT_MAX = 600
+# The fast path's room for flood VTEPs per segment (LISPD_MAX_FLOOD in
+# native/lispd_native.h; a test holds the two equal).
+MAX_FLOOD = 64
 
 DAEMON = Table(
     DaemonConfig,
@@ -240,6 +243,11 @@ def _static_mappings(node: Node, xtr: XtrConfig, given: frozenset[str]) -> None:
     """A static mapping is used for what the kernel routes into a TUN, that is its
     instance's eid-space; a negative one's action must have somewhere to go."""
     spaces = {0: xtr.eid_space} | {i.instance_id: i.eid_space for i in xtr.instances}
+    if len(xtr.static_mappings) > xtr.map_cache_limit:
+        node.key("static-mapping").report(
+            f"{len(xtr.static_mappings)} static mappings do not fit in map-cache-limit "
+            f"{xtr.map_cache_limit}"
+        )
     for index, mapping in enumerate(xtr.static_mappings):
         at = node.key("static-mapping").item(index)
         prefix, space = mapping.eid_prefix, spaces.get(mapping.instance_id)
@@ -344,7 +352,7 @@ VXLAN = Table(
         Key("device", ifname),
         Key("vni", integer(0, VNI_MAX)),
         Key("local", address),
-        Key("flood", Array(address, unique="VTEP")),
+        Key("flood", Array(address, unique="VTEP", at_most=MAX_FLOOD)),
         Key("learning", boolean),
         Key("ageing", integer(1, (1 << 31) - 1)),
         Key("static", Array(STATIC_MAC)),

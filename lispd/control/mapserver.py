@@ -243,6 +243,7 @@ class MapServer:
         # The publisher holds this dict: change it in place.
         self._sites_by_name.clear()
         self._sites_by_name.update((site.name, site) for site in sites)
+        self._publisher.drop_unknown_sites()
         gone = [r for r in self._table.values() if not still_admitted(sites, r)]
         for registration in gone:
             self._table.remove(registration.prefix)
@@ -359,8 +360,8 @@ class MapServer:
             self._count("map_notify_ack_unknown")
             return
         for pending in candidates:
-            good = auth.authentic(payload, self._sites_by_name[pending.site].key)
-            if good:
+            site = self._sites_by_name.get(pending.site)  # None: removed by a reload
+            if site is not None and auth.authentic(payload, site.key):
                 self._notifier.done(pending.key)
                 self._count("map_notify_acked")
                 if isinstance(pending.key, tuple):

@@ -181,6 +181,11 @@ class ControlPlane:
                 self.policy = replace(self.policy, proxy_etrs=xtr.proxy_etrs)
                 # Negative entries already installed send elsewhere now.
                 self.apply_changes(tuple(Installed(entry) for entry in self.mapcache))
+            # The mappings first, with the map-servers registered so far; then
+            # a new map-server gets the final set (never a mapping that went).
+            before = {setup.prefix_of(m): m for m in self.database}
+            self._set_database(xtr, now)
+            after = {setup.prefix_of(m): m for m in self.database}
             peers = setup.map_server_peers(xtr)
             if node.registrar is not None:
                 node.registrar.register_interval = xtr.register_interval
@@ -190,9 +195,6 @@ class ControlPlane:
                 node.resolver.set_map_servers(peers)
             if node.prober is not None:
                 node.prober.interval = xtr.rloc_probe_interval
-            before = {setup.prefix_of(m): m for m in self.database}
-            self._set_database(xtr, now)
-            after = {setup.prefix_of(m): m for m in self.database}
             changed = [p for p in before.keys() | after.keys() if before.get(p) != after.get(p)]
             # ITRs using us for a prefix that went or changed re-resolve it.
             self._solicit(changed, now)
@@ -268,20 +270,24 @@ class ControlPlane:
         if registrar is not None:
             for event in registrar.take_events():
                 self._displaced(event)
-            self._note_acknowledgements(registrar)
+            self._note_acknowledgements()
 
-    def _note_acknowledgements(self, registrar: Registrar) -> None:
+    def acknowledged_by(self) -> tuple[IPAddress, ...] | None:
+        """The map-servers that hold all our registrations (None: no registrar)."""
+        registrar, xtr = self.node.registrar, self.config.xtr
+        if registrar is None or xtr is None:
+            return None
+        return tuple(p.address for p in xtr.map_servers if registrar.acknowledged(p.address))
+
+    def _note_acknowledgements(self) -> None:
         """Log when a map-server comes to hold all our registrations, or stops."""
-        xtr = self.config.xtr
-        for peer in xtr.map_servers if xtr is not None else ():
-            held = registrar.acknowledged(peer.address)
-            if held and peer.address not in self._acknowledged:
-                self._acknowledged.add(peer.address)
-                log.info("registered", peer=str(peer.address),
-                         eids=[str(p) for p in setup.local_prefixes(self.database)])
-            elif not held and peer.address in self._acknowledged:
-                self._acknowledged.discard(peer.address)
-                log.info("registration_pending", peer=str(peer.address))
+        held = set(self.acknowledged_by() or ())
+        for peer in held - self._acknowledged:
+            log.info("registered", peer=str(peer),
+                     eids=[str(p) for p in setup.local_prefixes(self.database)])
+        for peer in self._acknowledged - held:
+            log.info("registration_pending", peer=str(peer))
+        self._acknowledged = held
 
     def _addresses(self) -> list[IPAddress]:
         """RLOCs first, in order, like the data plane's outer source, then listen addresses."""

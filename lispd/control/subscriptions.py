@@ -342,6 +342,14 @@ class Publisher:
             self._notifier.done(gone.key)
             self._count("subscription_expired")
 
+    def drop_unknown_sites(self) -> None:
+        """Forget the subscriptions of sites the configuration no longer has
+        (reload): their key is gone, so nothing could be sent to them."""
+        for subscription in [s for s in self.table.values() if s.site not in self._sites]:
+            self.table.remove(subscription.key)
+            self._notifier.done(subscription.key)
+            self._count("subscription_site_removed")
+
     def acknowledged(self, key: tuple[int, EidPrefix]) -> None:
         """A Map-Notify-Ack came from the subscriber: the subscription is confirmed."""
         subscription = self.table.get(key)
@@ -372,7 +380,7 @@ class Publisher:
     ) -> list[Datagram]:
         """A Map-Notify to a subscriber, kept for retransmission until acknowledged."""
         site = self._sites.get(subscription.site)
-        if site is None:  # cannot happen: the sites are fixed for the machine's life
+        if site is None:  # its site was removed by a reload, just now
             return []
         if nonce is None:
             nonce = (subscription.nonce + 1) & _NONCE_MASK

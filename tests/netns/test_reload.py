@@ -155,3 +155,35 @@ def test_vxlan_flood_list_by_reload(tmp_path: Path) -> None:
                 break
         assert ping.returncode == 0, ping.stdout
         assert all(daemon.stop() == 0 for daemon in daemons)
+
+
+def test_a_reload_removes_only_what_lispd_made(tmp_path: Path) -> None:
+    """The route of a LAN mapping that the kernel already had (the LAN's
+    connected route) is not lispd's: taking the mapping away leaves it."""
+    require_netns()
+    with lab() as topology:
+        a, _ = underlay(topology)
+        lan = topology.add("lan")
+        topology.link(a.namespace, "lan7", lan, "eth0")
+        topology.ns(a.namespace, "ip", "addr", "add", "192.0.2.65/26", "dev", "lan7")
+        topology.ns(a.namespace, "ip", "addr", "add", "192.0.2.129/26", "dev", "lan7")
+        base = underlay_section([a.rloc4]) + '[xtr]\neid-space = ["203.0.113.0/24"]\n'
+        connected = ('\n[[xtr.database-mapping]]\neid-prefix = "192.0.2.64/26"\n'
+                     'interface = "lan7"\n')
+        daemon = topology.lispd(a.namespace, base + connected, tmp_path, "gw")
+
+        def routes() -> str:
+            return topology.ns(a.namespace, "ip", "-4", "route", "show", "dev", "lan7").stdout
+
+        # A mapping whose route lispd does make, in the same reload.
+        daemon.rewrite(base + '\n[[xtr.database-mapping]]\neid-prefix = "192.0.2.160/27"\n'
+                       'interface = "lan7"\n')
+        reload(daemon)
+        assert "192.0.2.64/26" in routes()  # the kernel's, still there
+        assert "192.0.2.160/27" in routes()  # lispd's
+        daemon.rewrite(base + connected)
+        reload(daemon)
+        assert "192.0.2.64/26" in routes()
+        assert "192.0.2.160/27" not in routes()
+        assert daemon.stop() == 0
+        assert "192.0.2.64/26" in routes()

@@ -28,6 +28,8 @@ from lispd.config import (
 )
 from lispd.config.positions import key_lines
 from lispd.config.reader import Key, Table, integer
+from lispd.config.sections import MAX_FLOOD
+from lispd.ffi import lib
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -698,6 +700,14 @@ CASES: dict[str, tuple[str, str, str]] = {
                            "vxlan[0].static[0].vtep", "IPv6 address 2001:2::20, but local"),
     "flood to self": (BASE + VXLAN + 'flood = ["198.18.1.10"]\n', "vxlan[0].flood[0]",
                       "this VTEP's own address"),
+    "flood over the fast path's room": (
+        BASE + VXLAN + "flood = [" + ", ".join(f'"198.18.2.{n}"' for n in range(1, 66)) + "]\n",
+        "vxlan[0].flood", "holds 65 items; at most 64 fit"),
+    "statics over the map-cache limit": (
+        BASE + "map-cache-limit = 1\n" + "".join(
+            f'[[xtr.static-mapping]]\neid-prefix = "192.0.2.{n}/32"\naction = "drop"\n'
+            for n in (1, 2)),
+        "xtr.static-mapping", "2 static mappings do not fit in map-cache-limit 1"),
     "flood twice": (BASE + VXLAN + 'flood = ["198.18.2.10", "198.18.2.10"]\n',
                     "vxlan[0].flood[1]", "duplicate VTEP 198.18.2.10"),
     "mac with 5 octets": (BASE + VXLAN + _static("02:00:00:00:00"),
@@ -1041,3 +1051,7 @@ def test_lines_of_repeated_tables_with_padding(shapes: list[tuple[int, bool]]) -
     assert {p: reported[p] for p in expected if p.endswith("address")} == {
         p: line for p, line in expected.items() if p.endswith("address")
     }
+
+
+def test_the_flood_limit_is_the_fast_paths() -> None:
+    assert lib.LISPD_MAX_FLOOD == MAX_FLOOD

@@ -347,3 +347,8 @@ async def test_the_file_mode_keeps_other_users_out(reachable_dir: Path) -> None:
     answer = await answer_as(made.path, NOBODY, NOBODY, [])
     assert answer == {"client": "PermissionError(13, 'Permission denied')"}
     await made.close()
+
+
+def test_an_integer_too_long_to_read_is_the_clients_fault() -> None:
+    with pytest.raises(ctl.RequestError, match="not JSON lispd reads"):
+        ctl._parse(b'{"command": "show", "n": ' + b"9" * 5000 + b"}")

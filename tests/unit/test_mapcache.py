@@ -268,6 +268,18 @@ def test_static_entries_are_never_evicted_and_a_full_static_cache_refuses() -> N
         MapCache(0)
 
 
+def test_flush_keeps_what_it_is_told_to() -> None:
+    cache = MapCache(100)
+    for name in ("10.1.0.0/16", "10.1.2.0/24", "10.2.0.0/16"):
+        cache.insert(entry(name), 0)
+    kept = EidPrefix.parse("10.1.2.0/24")
+    changes = cache.flush(keep={kept})
+    assert {c.prefix for c in changes if isinstance(c, Removed)} == {
+        EidPrefix.parse("10.1.0.0/16"), EidPrefix.parse("10.2.0.0/16")}
+    assert cache.flush(EidPrefix.parse("10.1.0.0/16"), keep={kept}) == []
+    assert kept in cache
+
+
 def test_flush_by_prefix() -> None:
     cache = MapCache(100)
     names = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.2.0.0/16", "0.0.0.0/0", "::/0"]

@@ -7,9 +7,21 @@ from dataclasses import replace
 
 from lispd.control.mapserver import MapServer, Site
 from lispd.mapcache import EidPrefix
-from lispd.wire.control import decode
-from lispd.wire.messages import MapNotify
-from tests.unit.test_mapserver import ETR_A, KEY, SITE, record, register
+from lispd.wire import auth
+from lispd.wire.control import decode, encode
+from lispd.wire.messages import MapNotify, MapNotifyAck
+from tests.unit.test_mapserver import (
+    ETR_A,
+    ETR_B,
+    KEY,
+    OTHER,
+    SITE,
+    XTR_B,
+    record,
+    register,
+    subscribe,
+    subscribed_server,
+)
 from tests.unit.test_registrar import EID, EID_IID, MS1, MS2, _ack, _register, _registrar
 
 # -- the registrar's map-servers --------------------------------------------------
@@ -110,3 +122,33 @@ def test_strict_site_now_refuses_a_held_more_specific() -> None:
     strict = Site(SITE.name, KEY, SITE.eid_prefixes, accept_more_specifics=False)
     ms.set_sites((strict,), 1.0)
     assert ms.registrations() == ()
+
+
+def test_a_mapping_removed_as_a_map_server_is_added_never_reaches_it() -> None:
+    """The order the plane uses on reload: mappings first, then map-servers."""
+    r = _registrar((EID, EID_IID), (MS1,))
+    r.start(0.0)
+    first = r.update((EID,), 5.0)
+    then = r.set_peers((MS1, MS2), 5.0)
+    assert [d.destination for d in first] == [MS1.address]
+    assert _register(first[0]).records[0].ttl == 0
+    to_new = [_register(d) for d in then if d.destination == MS2.address]
+    assert [m.records[0].eid_prefix for m in to_new] == [EID.eid_prefix.network_address]
+
+
+def test_a_removed_site_takes_its_subscriptions_and_a_late_ack_is_harmless() -> None:
+    ms = subscribed_server()
+    out = subscribe(ms)
+    notify = out[1]  # the first Map-Notify to the subscriber, of site cloud-b
+    assert len(ms.subscriptions()) == 1
+    ms.set_sites(tuple(s for s in ms.sites if s.name != "cloud-b"), 2.0)
+    assert ms.subscriptions() == ()
+    assert ms.counters["subscription_site_removed"] == 1
+    # The subscriber's Map-Notify-Ack still arrives: counted, nothing raised.
+    message = decode(notify.payload)
+    assert isinstance(message, MapNotify)
+    ack = encode(auth.sign(MapNotifyAck(message.nonce, message.records, xtr_id=XTR_B,
+                                        site_id=3), OTHER, auth.KeyId.HMAC_SHA256_128))
+    assert ms.receive(ack, ETR_B, 4342, 2.5) == []
+    # Nothing is sent for cloud-b any more.
+    assert all(d.destination != ETR_B for d in ms.timer(10.0))
