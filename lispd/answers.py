@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "SHOW", "NodeView", "answer"]
 
 
+SHOW_LIMIT = 10000
+"""Map-cache entries one `show map-cache` answers with at most."""
+
 class NodeView(Protocol):
     config: Config
     mapcache: MapCache
@@ -48,10 +51,12 @@ def answer(node: NodeView, command: str, args: list[str], *, now: float | None =
     match [command, *args]:
         case ["show", table] if table in _TABLES:
             return _TABLES[table](node, now)
+        case ["show", "map-cache", text]:
+            return _map_cache(node, now, _prefix("show map-cache", text))
         case ["map-cache", "flush"]:
             return {"flushed": node.flush(None)}
         case ["map-cache", "flush", text]:
-            return {"flushed": node.flush(_prefix(text))}
+            return {"flushed": node.flush(_prefix("map-cache flush", text))}
         case ["reload"]:
             return _reload(node)
         case ["version"]:
@@ -62,11 +67,11 @@ def answer(node: NodeView, command: str, args: list[str], *, now: float | None =
     raise ctl.RequestError(f"unknown request {asked!r}; known: {'; '.join(COMMANDS)}")
 
 
-def _prefix(text: str) -> EidPrefix:
+def _prefix(request: str, text: str) -> EidPrefix:
     try:
         return EidPrefix.parse(text)
     except ValueError as error:
-        raise ctl.RequestError(f"map-cache flush: {error}") from None
+        raise ctl.RequestError(f"{request}: {error}") from None
 
 
 async def _reload(node: NodeView) -> dict[str, list[str]]:
@@ -98,8 +103,18 @@ def _plane(node: NodeView) -> ControlPlane:
     return node.plane
 
 
-def _map_cache(node: NodeView, now: float) -> list[dict[str, Any]]:
-    return [_entry_json(entry, now) for entry in node.mapcache]
+def _map_cache(node: NodeView, now: float,
+               within: EidPrefix | None = None) -> list[dict[str, Any]]:
+    """The entries (those `within` covers); refused past SHOW_LIMIT, which
+    would hold the event loop, and the traffic, for a second or more."""
+    entries = [e for e in node.mapcache if within is None or (
+        e.prefix.length >= within.length
+        and within.covers(e.prefix.instance_id, e.prefix.address))]
+    if len(entries) > SHOW_LIMIT:
+        raise ctl.RequestError(
+            f"{len(entries)} map-cache entries, more than the {SHOW_LIMIT} shown at once: "
+            "ask for those of a prefix (show map-cache PREFIX)")
+    return [_entry_json(entry, now) for entry in entries]
 
 
 def _entry_json(entry: MapEntry, now: float) -> dict[str, Any]:
@@ -158,6 +173,7 @@ SHOW = tuple(_TABLES)
 """What `show` shows."""
 COMMANDS = (
     *(f"show {table}" for table in SHOW),
+    "show map-cache PREFIX",
     "map-cache flush [PREFIX]",
     "reload",
     "version",

@@ -284,7 +284,7 @@ SHOWN: dict[str, Callable[[Any], str]] = {
 def render(request: Sequence[str], result: Any) -> str:
     """The human form of the answer to `request`."""
     match list(request):
-        case ["show", shown]:
+        case ["show", shown, *_]:
             return SHOWN[shown](result)
         case ["map-cache", "flush", *_]:
             count = result["flushed"]
@@ -324,6 +324,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     show = commands.add_parser("show", help="show a table: " + ", ".join(SHOW))
     show.add_argument("table", choices=SHOW)
+    show.add_argument("prefix", nargs="?",
+                      help="map-cache only: the entries within this EID prefix")
     flush = commands.add_parser("map-cache", help="map-cache flush [PREFIX]: forget learnt "
                                 "entries (all, or those PREFIX covers); static ones stay")
     flush.add_argument("action", choices=("flush",))
@@ -337,7 +339,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _request(args: argparse.Namespace) -> tuple[str, ...]:
     if args.command == "show":
-        return ("show", args.table)
+        return ("show", args.table, *([args.prefix] if args.prefix else []))
     if args.command == "map-cache":
         return ("map-cache", args.action, *([args.prefix] if args.prefix else []))
     return (args.command,)

@@ -169,7 +169,7 @@ def test_version(xtr: Node) -> None:
 
 
 def test_help_lists_every_request(xtr: Node) -> None:
-    assert ask(xtr, "help") == [*(f"show {t}" for t in answers.SHOW),
+    assert ask(xtr, "help") == [*(f"show {t}" for t in answers.SHOW), "show map-cache PREFIX",
                                 "map-cache flush [PREFIX]", "reload", "version", "help"]
 
 
@@ -382,3 +382,18 @@ def test_control_tables_wait_for_the_control_plane(loop: asyncio.AbstractEventLo
     # The data plane's tables need none.
     assert ask(node, "show", "vxlan")["segments"][0]["vni"] == 100
     assert len(ask(node, "show", "map-cache")) == 1
+
+
+
+def test_show_map_cache_within_a_prefix_and_its_bound(
+    xtr: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    learn(xtr, "192.0.2.128/25", "198.18.0.3", ttl=60, at=NOW)
+    learn(xtr, "192.0.2.0/27", "198.18.0.4", ttl=60, at=NOW)
+    within = ask(xtr, "show", "map-cache", "192.0.2.0/25")
+    assert [row["eid-prefix"] for row in within] == ["[0]192.0.2.0/27"]
+    with pytest.raises(ctl.RequestError, match=r"^show map-cache: "):
+        ask(xtr, "show", "map-cache", "not-a-prefix")
+    monkeypatch.setattr(answers, "SHOW_LIMIT", 2)
+    with pytest.raises(ctl.RequestError, match="3 map-cache entries, more than the 2"):
+        ask(xtr, "show", "map-cache")
