@@ -22,6 +22,7 @@ from scapy.layers.inet import UDP
 from scapy.utils import rdpcap
 
 from lispd.lab import Lab, lab
+from lispd.pcap import Capture
 from lispd.wire.data import LISP_DATA_PORT, VXLAN_PORT, LispDataHeader, VxlanHeader
 from tests import traffic
 from tests.interop.wireshark import as_list, dissect
@@ -100,7 +101,7 @@ def test_lisp_and_vxlan_headers_as_tshark_reads_them(tmp_path: Path) -> None:
     with lab() as topology:
         names = _build(topology, tmp_path)
         macs = {link(topology, names[f"g{role}"], "vxl100")["address"] for role in SITES}
-        capture = traffic.Capture(topology, names["ga"], "eth0",
+        capture = Capture(topology, names["ga"], "eth0",
                                   f"udp port {LISP_DATA_PORT} or udp port {VXLAN_PORT}",
                                   pcap=pcap, count=CAPTURE_LIMIT, snaplen=0)
         try:

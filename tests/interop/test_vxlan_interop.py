@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from lispd.lab import Lab, Lispd, lab
+from lispd.pcap import Capture
 from tests import traffic
 from tests.needs import require_netns, require_program
 from tests.netns.sites import Mapping, Segment, link, underlay_section, xtr_config
@@ -212,7 +213,7 @@ def test_vxlan_over_lisp_between_lispd_nodes(tmp_path: Path) -> None:
             topology.ns(namespace, "ip", "addr", "add", f"{NODES[role][0]}/24", "dev", "eth0")
             daemons[role] = topology.lispd(namespace, _over_lisp_config(role), tmp_path, role)
         before = {role: daemon.stats() for role, daemon in daemons.items()}
-        capture = traffic.Capture(topology, a, "eth0", "udp", pcap=pcap, count=CAPTURE_LIMIT,
+        capture = Capture(topology, a, "eth0", "udp", pcap=pcap, count=CAPTURE_LIMIT,
                                   snaplen=0)
         try:
             for role, namespace in names.items():

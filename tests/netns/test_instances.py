@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from lispd.lab import Lab, lab
+from lispd.pcap import Capture
 from lispd.wire.data import LispDataHeader
 from tests import traffic
 from tests.needs import require_netns, require_program
@@ -89,7 +90,7 @@ def test_tenants_with_the_same_prefixes_stay_apart(topology: Lab, tmp_path: Path
     }
     for server in servers.values():
         assert traffic.read_line(server) == "listening"
-    capture = traffic.Capture(topology, a.namespace, sites.UNDERLAY, "udp port 4341")
+    capture = Capture(topology, a.namespace, sites.UNDERLAY, "udp port 4341")
 
     for tenant in TENANTS:
         client, peer = hosts[(tenant, "a")], hosts[(tenant, "b")]

@@ -23,6 +23,7 @@ import pytest
 
 from lispd.dataplane.plan import LISP_OVERHEAD
 from lispd.lab import Lab, lab
+from lispd.pcap import Capture
 from tests import traffic
 from tests.needs import require_netns, require_program
 from tests.netns import sites
@@ -109,7 +110,7 @@ def test_answer_written_to_the_tun(pair: tuple[Lab, sites.Site], inner: int, out
     destination = REMOTE[(inner, outer)]
     traffic.ping(topology, a.endpoint.namespace, destination, count=1)  # the path works
     before = a.daemon.stats()
-    capture = traffic.Capture(topology, a.xtr.namespace, "lisp0",
+    capture = Capture(topology, a.xtr.namespace, "lisp0",
                               "icmp" if inner == 4 else "icmp6")
     _probe(topology, a.endpoint.namespace, destination)
     answers = _too_big_answers(capture.packets(), inner)
