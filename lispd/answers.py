@@ -30,11 +30,13 @@ __all__ = ["COMMANDS", "SHOW", "NodeView", "answer"]
 SHOW_LIMIT = 10000
 """Map-cache entries one `show map-cache` answers with at most."""
 
+
 class NodeView(Protocol):
     config: Config
     mapcache: MapCache
     fdb: Fdb
     plane: ControlPlane | None
+    dataplane_path: str
 
     def counters(self) -> dict[str, int]: ...
 
@@ -91,6 +93,7 @@ def _version(node: NodeView) -> dict[str, Any]:
         "pid": os.getpid(),
         "config": config.source,
         "roles": roles,
+        "dataplane": node.dataplane_path,
     }
 
 

@@ -99,6 +99,7 @@ class Daemon:
         self.notifier = Notifier.from_environment()
         self.supervision: Supervision | None = None
         self.metrics: MetricsServer | None = None
+        self.dataplane_path = DATAPLANE_PATH
         self._tasks: set[asyncio.Task[Any]] = set()
         self.plane: ControlPlane | None = None
         self._watch: AddressWatch | None = None
@@ -189,7 +190,7 @@ class Daemon:
         if self.config.daemon.metrics_listen is not None:
             address, port = self.config.daemon.metrics_listen
             self.metrics = MetricsServer(loop, address, port, self.counters, self.gauges,
-                                         lambda: DATAPLANE_PATH)
+                                         lambda: self.dataplane_path)
             self.metrics.start()
         self.supervision = Supervision(
             loop, self.notifier, status=self.status_line, registered=self._registered,

@@ -294,7 +294,8 @@ def render(request: Sequence[str], result: Any) -> str:
         case ["version"]:
             return (
                 f"lispd {result['version']} (python {result['python']}, pid {result['pid']},"
-                f" roles: {', '.join(result['roles']) or 'none'}, config {result['config']})\n"
+                f" roles: {', '.join(result['roles']) or 'none'}, data path"
+                f" {result['dataplane']}, config {result['config']})\n"
                 f"lispctl {__version__}"
             )
     raise ValueError(f"no human form for {' '.join(request)!r}")

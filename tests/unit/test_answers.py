@@ -92,6 +92,7 @@ class Node:
     mapcache: MapCache
     fdb: Fdb
     plane: ControlPlane | None
+    dataplane_path: str = "batched"
     reloaded: list[str] | None = None
     counted: dict[str, int] = field(default_factory=lambda: {"itr_packets": 3})
 
@@ -164,6 +165,7 @@ def test_version(xtr: Node) -> None:
     result = ask(xtr, "version")
     assert result["version"] == lispd.__version__
     assert result["roles"] == ["xtr", "vxlan"]
+    assert result["dataplane"] == "batched"
     assert result["config"] == "<string>"
     assert {"python", "pid"} <= set(result)
 

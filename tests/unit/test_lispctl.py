@@ -134,9 +134,11 @@ def test_flush_reload_and_version_read_as_sentences() -> None:
     assert lispctl.render(("reload",), {"applied": ["a", "b"]}) == "a\nb"
     assert lispctl.render(("reload",), {"applied": []}) == "reloaded: nothing changed"
     version = lispctl.render(("version",), {"version": "9", "python": "3.11.7", "pid": 42,
-                                            "config": "/etc/lispd/lispd.toml", "roles": ["xtr"]})
+                                            "config": "/etc/lispd/lispd.toml", "roles": ["xtr"],
+                                            "dataplane": "batched"})
     assert version.splitlines() == [
-        "lispd 9 (python 3.11.7, pid 42, roles: xtr, config /etc/lispd/lispd.toml)",
+        "lispd 9 (python 3.11.7, pid 42, roles: xtr, data path batched,"
+        " config /etc/lispd/lispd.toml)",
         f"lispctl {lispd.__version__}"]
 
 
