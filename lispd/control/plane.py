@@ -19,6 +19,7 @@ two kinds of mobility (issue 4):
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import Iterable
 from dataclasses import replace
@@ -252,11 +253,25 @@ class ControlPlane:
             return
         since = int((now - RECENT_ITR_WINDOW) * 1000)
         itrs = [a for a in self.fastpath.recent_itrs(max(since, 0)) if a not in self.rlocs]
-        self.service.deliver(self._xtr(solicitor.solicit(prefixes, itrs, now)))
+        wanted = tuple(prefixes)
+        if itrs and wanted:
+            log.info("smr_sent", eids=[str(p) for p in wanted], itrs=[str(a) for a in itrs])
+        self.service.deliver(self._xtr(solicitor.solicit(wanted, itrs, now)))
 
     # -- into the data plane ---------------------------------------------------------
 
     def apply_changes(self, changes: tuple[Change, ...]) -> None:
+        if log.is_enabled_for(logging.DEBUG):  # one line per entry: only when asked for
+            for change in changes:
+                if isinstance(change, Installed):
+                    entry = change.entry
+                    log.debug("map_cache_installed", eid=str(entry.prefix), ttl=entry.ttl,
+                              action=entry.action.name.lower(),
+                              rlocs=[f"{r.address}{'' if r.up else ' (down)'}"
+                                     for r in entry.locators])
+                else:
+                    log.debug("map_cache_removed", eid=str(change.prefix),
+                              reason=change.reason.name.lower())
         sync.apply(self.mapcache_fib, list(changes), self.policy)
 
     def _release(self, released: tuple[Released, ...]) -> None:
