@@ -34,6 +34,7 @@ from lispd.lab import Lab, Lispd, lab
 from tests import traffic
 from tests.interop import oor
 from tests.needs import require_netns, require_program
+from tests.netns.sites import map_server_config
 
 pytestmark = [pytest.mark.interop, pytest.mark.netns]
 
@@ -55,19 +56,7 @@ def _strings(values: Any) -> str:
     return "[" + ", ".join(f'"{value}"' for value in values) + "]"
 
 
-LISPD_MS_CONFIG = f"""
-[underlay]
-rlocs = ["{MS}"]
-
-[map-server]
-listen = ["{MS}"]
-
-[[map-server.site]]
-name = "interop"
-key = "{oor.KEY}"
-eid-prefixes = {_strings(EID_SPACE)}
-accept-more-specifics = true
-"""
+LISPD_MS_CONFIG = map_server_config(MS, oor.KEY, EID_SPACE, site="interop")
 
 
 def lispd_xtr_config(key_id: str, *, proxy_reply: bool) -> str:

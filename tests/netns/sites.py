@@ -159,6 +159,17 @@ def underlay_section(rlocs: Sequence[str]) -> str:
     return f"[underlay]\nrlocs = {_strings(rlocs)}\n\n"
 
 
+def map_server_config(rloc: str, key: str, prefixes: Sequence[str] = ("192.0.2.0/24",),
+                      site: str = "tenant") -> str:
+    """A lispd map-server (and map-resolver) at rloc with one site, more-specifics
+    accepted."""
+    return (
+        underlay_section([rloc]) + f'[map-server]\nlisten = ["{rloc}"]\n\n'
+        f'[[map-server.site]]\nname = "{site}"\nkey = "{key}"\n'
+        f"eid-prefixes = {_strings(prefixes)}\naccept-more-specifics = true\n"
+    )
+
+
 def xtr_config(
     rlocs: Sequence[str],
     *,

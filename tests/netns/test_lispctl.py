@@ -26,6 +26,7 @@ import pytest
 from lispd import ctl
 from lispd.lab import Lab, Lispd, lab
 from tests.needs import require_netns, require_program
+from tests.netns.sites import map_server_config
 from tests.traffic import wait_for
 
 pytestmark = pytest.mark.netns
@@ -38,19 +39,7 @@ KEY = "ctl-test-s3cret"
 LISPCTL = Path(sys.executable).with_name("lispctl")
 ANSWER_WAIT = 10.0
 
-MS_CONFIG = f"""
-[underlay]
-rlocs = ["{MS_RLOC}"]
-
-[map-server]
-listen = ["{MS_RLOC}"]
-
-[[map-server.site]]
-name = "tenant"
-key = "{KEY}"
-eid-prefixes = ["192.0.2.0/24"]
-accept-more-specifics = true
-"""
+MS_CONFIG = map_server_config(MS_RLOC, KEY)
 
 XTR_CONFIG = f"""
 [underlay]

@@ -19,6 +19,7 @@ import pytest
 
 from lispd.lab import Lab, Lispd, lab
 from tests.needs import require_netns
+from tests.netns.sites import map_server_config
 from tests.unit.test_sdnotify import FakeSystemd
 
 pytestmark = pytest.mark.netns
@@ -29,19 +30,7 @@ EID = "192.0.2.100"
 WAIT = 20.0
 """Seconds any one notification may take to come before the test gives up."""
 
-MS_CONFIG = f"""
-[underlay]
-rlocs = ["{MS}"]
-
-[map-server]
-listen = ["{MS}"]
-
-[[map-server.site]]
-name = "tenant"
-key = "{KEY}"
-eid-prefixes = ["192.0.2.0/24"]
-accept-more-specifics = true
-"""
+MS_CONFIG = map_server_config(MS, KEY)
 
 DATABASE = f"""
 [[xtr.database-mapping]]

@@ -25,6 +25,7 @@ from lispd.wire import auth
 from lispd.wire.control import encode
 from lispd.wire.messages import MapRegister
 from lispd.wire.records import Action, LocatorRecord, MappingRecord
+from tests.netns.sites import map_server_config
 
 NOW = 1000.0
 KEY = "tenant-s3cret"
@@ -59,19 +60,7 @@ flood = ["198.18.0.2"]
 static = [{{ mac = "02:00:00:00:00:0b", vtep = "198.18.0.2" }}]
 """
 
-MAP_SERVER = f"""
-[underlay]
-rlocs = ["198.18.0.9"]
-
-[map-server]
-listen = ["198.18.0.9"]
-
-[[map-server.site]]
-name = "tenant"
-key = "{KEY}"
-eid-prefixes = ["192.0.2.0/24"]
-accept-more-specifics = true
-"""
+MAP_SERVER = map_server_config("198.18.0.9", KEY)
 
 BARE_XTR = """
 [underlay]
