@@ -4,7 +4,10 @@ Start-up carries out the host plan (devices, addresses, routes, rules) in an
 executor, loads the static state into the tables, opens the underlay sockets
 and hands every descriptor to the engine. Shutdown undoes it all in reverse,
 so SIGTERM leaves the host as it found it; the devices are non-persistent, so
-even a kill -9 leaves nothing behind that breaks the next start.
+even a kill -9 leaves nothing behind that breaks the next start. A reload
+(SIGHUP, `lispctl reload`) re-reads the file and applies only the difference
+(lispd.reload says what may change); systemd hears how it goes through
+lispd.supervision.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from lispd import answers, ctl, reload, report
 from lispd import log as log_setup
 from lispd.config import ConfigError
 from lispd.config import load as load_config
-from lispd.config.model import Config, IPAddress, StaticMapping
+from lispd.config.model import Config, IPAddress
 from lispd.control import setup
 from lispd.control.plane import ControlPlane
 from lispd.dataplane import plan as host_plan
@@ -34,13 +37,12 @@ from lispd.dataplane.engine import Engine
 from lispd.dataplane.fastpath import FastPath, FastPathError, Miss
 from lispd.dataplane.tables import Fdb, FdbEntry, Fib
 from lispd.host import Host
-from lispd.mapcache import Change, EidPrefix, Locator, MapCache, MapEntry
+from lispd.mapcache import Change, EidPrefix, MapCache
 from lispd.metrics import MetricsServer
 from lispd.netlink import AddressWatch, NetlinkError
 from lispd.sdnotify import Notifier
 from lispd.supervision import Supervision
 from lispd.wire.data import LISP_DATA_PORT, VXLAN_PORT
-from lispd.wire.records import Action
 
 log = structlog.get_logger("lispd")
 
@@ -51,23 +53,10 @@ HOUSEKEEPING_INTERVAL = 1.0
 RLOC_SETTLE = 0.05
 """Seconds of netlink quiet before this node's RLOCs are looked up again."""
 FDB_LIMIT = 65536
-STATIC_ACTIONS = {
-    "drop": Action.DROP_NO_REASON,
-    "native-forward": Action.NATIVELY_FORWARD,
-    "send-map-request": Action.SEND_MAP_REQUEST,
-}
 
 
 def _monotonic_ms() -> int:
     return time.monotonic_ns() // 1_000_000
-
-
-def static_entry(mapping: StaticMapping) -> MapEntry:
-    prefix = EidPrefix(
-        mapping.instance_id, mapping.eid_prefix.network_address, mapping.eid_prefix.prefixlen
-    )
-    locators = tuple(Locator(r.address, r.priority, r.weight) for r in mapping.rlocs)
-    return MapEntry(prefix, locators, ttl=None, action=STATIC_ACTIONS[mapping.action])
 
 
 class Daemon:
@@ -360,10 +349,10 @@ class Daemon:
         changes: list[Change] = []
         for mapping in was:
             if mapping not in now:
-                changes += self.mapcache.withdraw(static_entry(mapping).prefix)
+                changes += self.mapcache.withdraw(setup.static_entry(mapping).prefix)
         for mapping in now:
             if mapping not in was:
-                changes += self.mapcache.insert(static_entry(mapping), time.monotonic())
+                changes += self.mapcache.insert(setup.static_entry(mapping), time.monotonic())
         self.control_plane.apply_changes(tuple(changes))
         before = {segment.vni: segment for segment in old.vxlan}
         for segment in new.vxlan:

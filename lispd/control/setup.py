@@ -11,19 +11,43 @@ from collections.abc import Iterable
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 
-from lispd.config.model import DatabaseMapping, MapServerConfig, RlocConfig, XtrConfig
+from lispd.config.model import (
+    DatabaseMapping,
+    MapServerConfig,
+    RlocConfig,
+    StaticMapping,
+    XtrConfig,
+)
 from lispd.control.mapserver import Site
 from lispd.control.registrar import LocalMapping, MapServerPeer
-from lispd.mapcache import EidPrefix
+from lispd.mapcache import EidPrefix, Locator, MapEntry
 from lispd.wire.auth import KeyId
+from lispd.wire.records import Action
 
 __all__ = [
     "database", "local_mappings", "local_prefixes", "map_server_peers", "prefix_of", "sites",
+    "static_entry",
 ]
 
 IPAddress = IPv4Address | IPv6Address
 
 KEY_IDS = {"hmac-sha1": KeyId.HMAC_SHA1_96, "hmac-sha256": KeyId.HMAC_SHA256_128}
+
+
+STATIC_ACTIONS = {
+    "drop": Action.DROP_NO_REASON,
+    "native-forward": Action.NATIVELY_FORWARD,
+    "send-map-request": Action.SEND_MAP_REQUEST,
+}
+
+
+def static_entry(mapping: StaticMapping) -> MapEntry:
+    """The map-cache entry of an [[xtr.static-mapping]]: it never expires."""
+    prefix = EidPrefix(
+        mapping.instance_id, mapping.eid_prefix.network_address, mapping.eid_prefix.prefixlen
+    )
+    locators = tuple(Locator(r.address, r.priority, r.weight) for r in mapping.rlocs)
+    return MapEntry(prefix, locators, ttl=None, action=STATIC_ACTIONS[mapping.action])
 
 
 def sites(config: MapServerConfig) -> tuple[Site, ...]:
