@@ -16,7 +16,10 @@ site, and VMs in two clouds, joined by a routed underlay; and the two moves.
   (cloud A, 198.18.3.10) and `move_vm` moves it to `ulb` (cloud B,
   198.18.4.10), the way a migrated VM comes up on another network.
 - `vm2` is another VM in cloud B (198.18.5.10). `redeploy` starts lispd on
-  it with the service's EIDs: the service was redeployed there.
+  it with the service's EIDs: the service was redeployed there. Or
+  `start_empty_vm2` runs lispd there before the move, as an empty VM (only
+  what is its own), and `deploy_on_vm2` adds the service's EIDs to its
+  configuration file, for a reload to apply.
 - With `Options(segment=True)` each VM also has an EID of its own (VTEPS)
   and a VTEP there on one VXLAN segment with the other VM (VXLAN over LISP);
   `address_segment` gives their TAPs addresses from SEGMENT_HOSTS.
@@ -49,6 +52,8 @@ STREAM_PORT = 9000
 VM_RLOC, MOVED_VM_RLOC, VM2_RLOC = "198.18.3.10", "198.18.4.10", "198.18.5.10"
 # Who is behind each underlay address (the VM keeps its name when it moves).
 ROLES = {MS: "ms", ONPREM: "onprem", VM_RLOC: "vm", MOVED_VM_RLOC: "vm", VM2_RLOC: "vm2"}
+# The underlay interfaces each VM's lispd follows.
+INTERFACES = {"vm": '["ula", "ulb"]', "vm2": '["ul0"]'}
 # The segment option: each VM's own EID (its VTEP) and its address on the segment.
 VTEPS = {"vm": "192.0.2.101", "vm2": "192.0.2.102"}
 SEGMENT_HOSTS = {"vm": "198.51.100.1", "vm2": "198.51.100.2"}
@@ -134,9 +139,10 @@ class Clouds:
             '[[xtr.database-mapping]]\neid-prefix = "2001:db8:0:a::/64"\ninterface = "lan0"\n'
         )
 
-    def vm_config(self, name: str, interfaces: str) -> str:
-        """The config of VM `name` ("vm" or "vm2") running the service."""
-        eids = [f"{SERVICE4}/32", f"{SERVICE6}/128"]
+    def vm_config(self, name: str, interfaces: str, *, service: bool = True) -> str:
+        """The config of VM `name` ("vm" or "vm2"): running the service, or
+        without it (`service=False`: an empty VM, only what is its own)."""
+        eids = [f"{SERVICE4}/32", f"{SERVICE6}/128"] if service else []
         segment = ""
         if self.options.segment:
             (peer,) = (VTEPS[other] for other in VTEPS if other != name)
@@ -158,8 +164,23 @@ class Clouds:
         self.daemons["ms"] = self.lab.lispd(self.ms, self.ms_config(), self.workdir, "ms")
         self.daemons["onprem"] = self.lab.lispd(self.onprem, self.onprem_config(),
                                                 self.workdir, "onprem")
-        self.daemons["vm"] = self.lab.lispd(self.vm, self.vm_config("vm", '["ula", "ulb"]'),
+        self.daemons["vm"] = self.lab.lispd(self.vm, self.vm_config("vm", INTERFACES["vm"]),
                                             self.workdir, "vm")
+
+    def start_empty_vm2(self) -> Lispd:
+        """lispd on vm2 before the service is there: an empty VM (with
+        Options(segment=True), its own EID and its end of the segment)."""
+        daemon = self.lab.lispd(self.vm2, self.vm_config("vm2", INTERFACES["vm2"], service=False),
+                                self.workdir, "vm2")
+        self.daemons["vm2"] = daemon
+        return daemon
+
+    def deploy_on_vm2(self) -> Lispd:
+        """The service is deployed on the running vm2: its configuration file
+        gains the service's EIDs. Nothing changes until a reload reads it."""
+        daemon = self.daemons["vm2"]
+        daemon.rewrite(self.vm_config("vm2", INTERFACES["vm2"]))
+        return daemon
 
     def move_vm(self) -> None:
         """Case 1: the VM leaves cloud A and comes up on cloud B's network."""
@@ -170,7 +191,8 @@ class Clouds:
 
     def redeploy(self) -> Lispd:
         """Case 2: the service starts on vm2 (cloud B) with the same EIDs."""
-        daemon = self.lab.lispd(self.vm2, self.vm_config("vm2", '["ul0"]'), self.workdir, "vm2")
+        daemon = self.lab.lispd(self.vm2, self.vm_config("vm2", INTERFACES["vm2"]), self.workdir,
+                                "vm2")
         self.daemons["vm2"] = daemon
         return daemon
 

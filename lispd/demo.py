@@ -2,7 +2,9 @@
 builds the paper's scenario in network namespaces on this machine (the
 four sites of lispd.clouds), runs real lispd daemons with generated
 configs, shows a client on-premise reaching a service in cloud A through
-LISP, moves the service to cloud B while the client keeps sending, tells
+LISP, moves the service to cloud B while the client keeps sending (the
+empty VM there runs lispd from the start; the service's EIDs are added to
+its configuration and `lispctl reload` applies them), tells
 what happened (a timeline decoded from a capture on the core router, the
 gap and the loss the client's stream measured, the map-cache before and
 after), shows an L2 segment stretched across the clouds, and cleans up, on
@@ -18,9 +20,11 @@ The last line of a run is `RESULT {json}`: the measured figures, for machines.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -67,18 +71,24 @@ MOVE_AT = 1.5  # seconds into the stream
 PINGS = 3
 CLOUD_A, CLOUD_B = VM_RLOC, VM2_RLOC  # where the service is before and after the move
 PREFIX = re.compile(r"lt[0-9a-f]{8}")
+LISPCTL = Path(sys.executable).with_name("lispctl")  # the operator's tool, beside this Python
 WIDTH = 92
+VMS = {"vm": "cloud A's VM", "vm2": "cloud B's VM"}
 # What each message of the service's timeline means in this scenario, by
 # (kind, source, destination).
 NOTES = {
-    ("Map-Register", "vm2", "ms"): "cloud B's VM registers the EID",
+    ("Map-Register", "vm2", "ms"): "cloud B's VM, reloaded, registers the EID",
     ("Map-Notify", "ms", "vm2"): "accepted",
     ("Map-Notify", "ms", "vm"): "cloud A's VM: replaced, it steps aside",
     ("Map-Notify", "ms", "onprem"): "the gateway (a subscriber) learns of it",
     ("SMR", "vm", "onprem"): "cloud A's VM: look the EID up again",
+    ("SMR", "vm2", "vm"): "cloud B's VM: look the EID up again (see below)",
+    ("SMR", "vm", "vm2"): "cloud A's VM, to cloud B's too (see below)",
+    ("Map-Request (ECM)", "vm", "ms"): "cloud A's VM asks too",
     ("Map-Request (ECM)", "onprem", "ms"): "the gateway asks the mapping system",
     ("Map-Request (ECM)", "ms", "vm2"): "which asks cloud B's VM",
     ("Map-Reply", "vm2", "onprem"): "which answers",
+    ("Map-Reply", "vm2", "vm"): "and answers cloud A's VM",
     ("stream", "onprem", "vm"): "the client's packets to cloud A",
     ("stream", "onprem", "vm2"): "the client's packets to cloud B",
     ("stream", "vm", "vm2"): "cloud A's VM sends them on to cloud B",
@@ -178,26 +188,32 @@ def build(topology: Lab, workdir: Path) -> Clouds:
         ("host", "a client on the on-premise LAN", "-", HOST4),
         ("vm", "a VM in cloud A, running the service", CLOUD_A,
          f"{SERVICE4}, {SERVICE6}, {VTEPS['vm']}"),
-        ("vm2", "an empty VM in cloud B", CLOUD_B, "-"),
+        ("vm2", "an empty VM in cloud B", CLOUD_B, VTEPS["vm2"]),
         ("core", "the router between the sites (the Internet)", "198.18.x.1", "-"),
     ]
     say(indent(lispctl.table(("NODE", "WHAT", "RLOC", "EIDS"), nodes)))
     tell("An EID names a service or a host, and stays the same wherever it runs (the service"
-         f" is {SERVICE4} and {SERVICE6}; {VTEPS['vm']} is the VM's own). An RLOC says where"
-         " it is now: the underlay address of the xTR in front of it. An xTR carries packets"
-         " for an EID in LISP (UDP 4341) to the RLOC the mapping system names for it.")
+         f" is {SERVICE4} and {SERVICE6}; {VTEPS['vm']} and {VTEPS['vm2']} are the VMs' own)."
+         " An RLOC says where it is now: the underlay address of the xTR in front of it. An"
+         " xTR carries packets for an EID in LISP (UDP 4341) to the RLOC the mapping system"
+         " names for it.")
     return clouds
 
 
 def start(clouds: Clouds) -> None:
-    step(2, "Starting lispd: the mapping system, the on-premise gateway, the VM in cloud A")
+    step(2, "Starting lispd: the mapping system, the on-premise gateway, the VMs in clouds A"
+         " and B")
     clouds.start()
+    clouds.start_empty_vm2()
     for name, daemon in clouds.daemons.items():
         say(f"  {name:6} lispd run --config {daemon.config_path}")
-    if not wait_for(lambda: f"[0]{SERVICE4}/32" in registered(clouds), 10):
-        raise RuntimeError("the service's EID never registered with the mapping system")
-    tell("Each xTR registered its EIDs with the mapping system (Map-Register). What the"
-         " mapping system holds (lispctl show registrations):")
+    eids = {f"[0]{SERVICE4}/32", f"[0]{VTEPS['vm2']}/32"}
+    if not wait_for(lambda: eids <= registered(clouds), 10):
+        raise RuntimeError("the service's EID or vm2's own never registered with the mapping"
+                           " system")
+    tell("Each xTR registered its EIDs with the mapping system (Map-Register); vm2, the empty"
+         f" VM, only its own ({VTEPS['vm2']}). What the mapping system holds (lispctl show"
+         " registrations):")
     say(indent(show(clouds, "ms", "registrations")))
 
 
@@ -219,17 +235,29 @@ def tell_timeline(lines: list[Line], zero: float) -> None:
     about = f"{SERVICE4}/32"
     mine = [replace(line, eids=()) for line in lines if line.eids in ((), (about,))]
     shown, repeats = fold(mine)
-    say(f"\n  What happened to {about}, as the core router saw it (t = 0: the service started"
-        " in cloud B):")
+    say(f"\n  What happened to {about}, as the core router saw it (t = 0: `lispctl reload` was"
+        " run on vm2):")
     say(indent("\n".join(render(shown, zero, NOTES))))
     if repeats:
-        why = (", as cloud A's VM resends its SMR twice, 1 s apart, in case one was lost" if
-               any(line.kind == "SMR" for line in repeats) else "")
+        resending = sorted({line.source for line in repeats if line.kind == "SMR"})
+        who = (f"{VMS.get(resending[0], resending[0])} resends its SMRs" if len(resending) == 1
+               else "the VMs resend their SMRs")
+        why = f", as {who} twice, 1 s apart, in case one was lost" if resending else ""
         tell(f"{at(repeats[0].time, zero)} … {at(repeats[-1].time, zero)}: {len(repeats)}"
              f" more messages that repeat lines above{why}.")
-    others = sum(1 for line in lines if line.eids not in ((), (about,)))
-    tell(f"({others} more control messages: the same for {SERVICE6}, and the VMs' own EIDs,"
-         " the ends of the L2 segment of step 6.)")
+    if any(line.kind == "SMR" and {line.source, line.destination} == {"vm", "vm2"}
+           for line in shown):
+        tell("The VMs also SMR each other: lispd SMRs every ITR that sent it traffic lately,"
+             " and each had sent the other some on the L2 segment of step 6 (the IPv6"
+             " multicast their TAP devices send as they come up, router solicitations and MLD"
+             " reports, flooded over LISP).")
+    others = [line for line in lines if line.eids not in ((), (about,))]
+    own = {f"{eid}/32" for eid in VTEPS.values()}
+    theirs = sum(1 for line in others if set(line.eids) & own)
+    if others:
+        tell(f"({len(others)} more control messages: the same for {SERVICE6}"
+             + (f"; {theirs} about the VMs' own EIDs, the ends of the L2 segment of step 6"
+                if theirs else "") + ".)")
 
 
 def migrate(clouds: Clouds, workdir: Path) -> dict[str, Any]:
@@ -245,13 +273,13 @@ def migrate(clouds: Clouds, workdir: Path) -> dict[str, Any]:
     say(f"  the client sends {RATE} numbered UDP packets a second for {SECONDS:g} s"
         f" to {SERVICE4}:{STREAM_PORT}")
     time.sleep(MOVE_AT)
-    moved_at = time.time()
-    say(f"  {MOVE_AT:g} s in: the service starts on vm2 in cloud B, with the same addresses;"
-        " lispd starts there")
-    clouds.redeploy()
-    displaced = clouds.daemons["vm"].stats().get("registrar_displaced", 0)
-    say(f"  vm2's lispd is up and registered ({time.time() - moved_at:.2f} s); cloud A's VM"
-        + (" was told, and stepped aside" if displaced else " has not been told yet"))
+    tell(f"{MOVE_AT:g} s in: the service is deployed on vm2 in cloud B, with the same addresses:"
+         " its configuration gains the service's EIDs, and `lispctl reload` applies just that.")
+    applied, moved_at = deploy(clouds)
+    displaced = wait_for(lambda: clouds.daemons["vm"].stats().get("registrar_displaced", 0) > 0,
+                         2)
+    say("  cloud A's VM " + ("was told by the mapping system (Map-Notify), and stepped aside"
+                             if displaced else "has not been told yet"))
     sent = clouds.sent(sender)
     arrivals: list[Arrivals] = [clouds.arrivals(receiver) for receiver in receivers]
     frames = capture.frames()
@@ -272,9 +300,49 @@ def migrate(clouds: Clouds, workdir: Path) -> dict[str, Any]:
              " its lispd sent them on to cloud B rather than drop them.")
     tell("(The other kind of move, a VM whose own address changes as it migrates, is measured"
          " by bench/convergence.py: its lispd re-registers at once and SMRs its peers.)")
-    return {"sent": sent, "lost": lost, "gap_ms": gap_ms, "rate": RATE,
+    return {"reload_applied": applied, "sent": sent, "lost": lost, "gap_ms": gap_ms, "rate": RATE,
             "duration_ms": SECONDS * 1000,
             "last_second": {"sent": RATE, "arrived_in_cloud_b": len(last_second)}}
+
+
+def changed_sections(before: str, after: str) -> list[str]:
+    """The lines of the sections (blank-line separated) that a configuration
+    lost ("- ") and gained ("+ ")."""
+    old, new = before.split("\n\n"), after.split("\n\n")
+    lines = []
+    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag in ("delete", "replace"):
+            lines += [f"- {line}" for section in old[i1:i2] for line in section.splitlines()
+                      if line]
+        if tag in ("insert", "replace"):
+            lines += [f"+ {line}" for section in new[j1:j2] for line in section.splitlines()
+                      if line]
+    return lines
+
+
+def deploy(clouds: Clouds) -> tuple[list[str], float]:
+    """The service's EIDs added to vm2's configuration file, and `lispctl
+    reload` run there, as an operator would: the lines the daemon applied,
+    and when the reload was asked for (time.time(), the capture's clock)."""
+    daemon = clouds.daemons["vm2"]
+    before = daemon.config
+    clouds.deploy_on_vm2()
+    say(f"  {daemon.config_path.name} gains:")
+    say(indent("\n".join(changed_sections(before, daemon.config))))
+    command = ["ip", "netns", "exec", daemon.namespace, str(LISPCTL), "--socket",
+               str(daemon.socket), "reload"]
+    say(f"  # {shlex.join(command)}")
+    asked_at = time.time()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    answered_in = time.time() - asked_at
+    if done.returncode != 0:
+        raise RuntimeError(f"lispctl reload failed (exit status {done.returncode}):"
+                           f" {done.stderr.strip() or done.stdout.strip()}")
+    applied = done.stdout.strip().splitlines()
+    say(indent("\n".join(applied)))
+    say(f"  (lispctl answered {answered_in:.2f} s after it was run)")
+    return applied, asked_at
 
 
 def after(clouds: Clouds) -> None:
@@ -311,17 +379,16 @@ def shut_down(clouds: Clouds) -> dict[str, int]:
 def keep_instructions(clouds: Clouds, workdir: Path) -> None:
     step(7, "Leaving the topology up (--keep)")
     prefix = clouds.lab.prefix
-    bin_dir = Path(sys.executable).parent
     say("  Look around (as root):")
     for name, table in (("onprem", "map-cache"), ("ms", "registrations"), ("vm", "vxlan"),
                         ("vm2", "database")):
         daemon = clouds.daemons[name]
-        say(f"    ip netns exec {daemon.namespace} {bin_dir / 'lispctl'} --socket"
+        say(f"    ip netns exec {daemon.namespace} {LISPCTL} --socket"
             f" {daemon.socket} show {table}")
     say(f"    ip netns exec {prefix}-host ping {SERVICE4}")
     say(f"    ip netns exec {prefix}-vm ping {SEGMENT_HOSTS['vm2']}")
     say(f"  Configs, logs and the capture (core.pcap, for Wireshark): {workdir}")
-    say(f"  Remove it all: {bin_dir / 'lispd'} demo --clean {prefix}")
+    say(f"  Remove it all: {LISPCTL.with_name('lispd')} demo --clean {prefix}")
 
 
 # -- running it -------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """`lispd demo`, as a newcomer runs it: the whole run, its figures checked
-for sanity (never for speed); Ctrl-C and SIGTERM part-way leave nothing
+for sanity (never for speed), the move made by `lispctl reload` on the VM
+that ran empty from the start; Ctrl-C and SIGTERM part-way leave nothing
 behind; --keep leaves the topology up for lispctl, and --clean removes it."""
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def demo(*args: str) -> tuple[str, str]:
     return done.stdout, found.group(1)
 
 
+def section(output: str, number: int) -> str:
+    """What step `number` printed."""
+    return output.split(f"[{number}/7]", 1)[1].split(f"[{number + 1}/7]", 1)[0]
+
+
 def result(output: str) -> dict[str, Any]:
     (line,) = [line for line in output.splitlines() if line.startswith("RESULT ")]
     parsed: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
@@ -76,6 +82,21 @@ def test_demo_moves_the_service_and_cleans_up() -> None:
     assert figures["map_cache_after"] == [figures["cloud_b"]]
     assert figures["pings"] == {"192.0.2.100": 3, "2001:db8::100": 3}
     assert figures["segment_pings"] == 3
+    # vm2 ran lispd from step 2 on, as an empty VM: its own EID only.
+    started = section(output, 2)
+    assert re.search(r"^  vm2 +lispd run --config \S+/vm2\.toml$", started, re.M), started
+    assert re.search(r"\[0\]192\.0\.2\.102/32 +tenant +198\.18\.5\.10 ", started), started
+    assert not re.search(r"\[0\]192\.0\.2\.100/32 +tenant +198\.18\.5\.10 ", started), started
+    # The move was `lispctl reload` there, the operator's tool, and its answer.
+    moved = section(output, 4)
+    assert re.search(rf"^  # ip netns exec {prefix}-vm2 \S+/lispctl --socket \S+/vm2\.sock"
+                     r" reload$", moved, re.M), moved
+    applied = ["database-mapping added: [0]192.0.2.100/32",
+               "database-mapping added: [0]2001:db8::100/128"]
+    assert figures["reload_applied"] == applied, figures
+    for line in applied:
+        assert re.search(rf"^ +{re.escape(line)}$", moved, re.M), moved
+    assert "t = 0: `lispctl reload` was run on vm2" in moved, moved
     assert set(figures["exit_codes"].values()) == {0}, figures
     # The timeline was decoded from the capture: the new place registered,
     # the mapping system told the old one.
