@@ -27,8 +27,11 @@ LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2 = 113, 276
 _LINK_HEADER = {LINKTYPE_ETHERNET: 14, LINKTYPE_RAW: 0, LINKTYPE_IPV4: 0, LINKTYPE_IPV6: 0,
                 LINKTYPE_LINUX_SLL: 16, LINKTYPE_LINUX_SLL2: 20}
 # Magic number: (byte order, fraction of a second the timestamps count).
-_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-          b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9)}
+_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 10**6), b"\xa1\xb2\xc3\xd4": (">", 10**6),
+          b"\x4d\x3c\xb2\xa1": ("<", 10**9), b"\xa1\xb2\x3c\x4d": (">", 10**9)}
+# Where the EtherType sits, for the link types whose captures libpcap puts an
+# 802.1Q tag back into (after the MAC addresses, or in SLL's protocol field).
+_ETHERTYPE_AT = {LINKTYPE_ETHERNET: 12, LINKTYPE_LINUX_SLL: 14}
 _VLAN = b"\x81\x00"
 _STARTUP = 15.0
 _LIMIT_SECONDS = 60
@@ -48,7 +51,7 @@ def read(data: bytes) -> list[Frame]:
     (tcpdump may have been stopped while writing it)."""
     if len(data) < 24 or data[:4] not in _MAGIC:
         return []
-    order, unit = _MAGIC[data[:4]]
+    order, per_second = _MAGIC[data[:4]]
     (linktype,) = struct.unpack_from(order + "I", data, 20)
     if linktype not in _LINK_HEADER:
         raise ValueError(f"pcap link type {linktype} is not one of {sorted(_LINK_HEADER)}")
@@ -60,9 +63,11 @@ def read(data: bytes) -> list[Frame]:
         offset += 16 + captured
         if len(frame) < captured:
             break
-        if linktype == LINKTYPE_ETHERNET and frame[12:14] == _VLAN:
-            frame = frame[4:]
-        frames.append(Frame(seconds + fraction * unit, frame[skip:]))
+        at = _ETHERTYPE_AT.get(linktype)
+        if at is not None and frame[at : at + 2] == _VLAN:
+            frame = frame[:at] + frame[at + 4 :]
+        # One division of the exact count: the nearest float to the time.
+        frames.append(Frame((seconds * per_second + fraction) / per_second, frame[skip:]))
     return frames
 
 

@@ -65,8 +65,17 @@ class _Udp:
     time: float
     source: str
     destination: str
+    source_port: int
     port: int
+    """The destination port."""
     payload: bytes
+
+    @property
+    def control(self) -> bool:
+        """A LISP control message: to the control port, or an answer from it
+        (Map-Replies go to the requester's source port)."""
+        return self.port == LISP_CONTROL_PORT or (
+            self.source_port == LISP_CONTROL_PORT and self.port != LISP_DATA_PORT)
 
 
 @dataclass(frozen=True)
@@ -98,7 +107,7 @@ def _udp(frame: Frame, roles: Mapping[str, str]) -> _Udp | None:
     except DecodeError:
         return None
     return _Udp(frame.time, _name(ip.source, roles), _name(ip.destination, roles),
-                udp.destination_port, reader.take(reader.remaining, "UDP payload"))
+                udp.source_port, udp.destination_port, reader.take(reader.remaining, "UDP payload"))
 
 
 def _name(address: IPv4Address | IPv6Address, roles: Mapping[str, str]) -> str:
@@ -143,7 +152,7 @@ def timeline(frames: Sequence[Frame], roles: Mapping[str, str], stream_port: int
     lines = []
     for frame in frames:
         udp = _udp(frame, roles)
-        if udp is None or udp.port != LISP_CONTROL_PORT:
+        if udp is None or not udp.control:
             continue
         try:
             message = decode(udp.payload)
