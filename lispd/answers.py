@@ -110,9 +110,7 @@ def _map_cache(node: NodeView, now: float,
                within: EidPrefix | None = None) -> list[dict[str, Any]]:
     """The entries (those `within` covers); refused past SHOW_LIMIT, which
     would hold the event loop, and the traffic, for a second or more."""
-    entries = [e for e in node.mapcache if within is None or (
-        e.prefix.length >= within.length
-        and within.covers(e.prefix.instance_id, e.prefix.address))]
+    entries = list(node.mapcache) if within is None else node.mapcache.within(within)
     if len(entries) > SHOW_LIMIT:
         raise ctl.RequestError(
             f"{len(entries)} map-cache entries, more than the {SHOW_LIMIT} shown at once: "

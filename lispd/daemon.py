@@ -77,6 +77,7 @@ class Daemon:
         # netlink work, start to finish.
         self._netlink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlink")
         self._stop = asyncio.Event()
+        self._stopping = False  # stop() has begun: no reload, no RLOC change any more
         self._misses_logged = 0.0
         # This node's RLOCs now: the fixed ones, plus the addresses of the
         # followed interfaces as netlink last reported them.
@@ -258,6 +259,8 @@ class Daemon:
         future.add_done_callback(self._rlocs_known)
 
     def _rlocs_known(self, future: asyncio.Future[tuple[IPAddress, ...]]) -> None:
+        if self._stopping:
+            return  # the sockets and the control plane are going or gone
         if future.cancelled() or future.exception() is not None:
             log.warning("rloc_lookup_failed", error=str(future.exception()))
             return
@@ -303,13 +306,15 @@ class Daemon:
         checks, or asks for what needs a restart, changes nothing and raises
         RequestError saying why; the old configuration keeps running."""
         async with self._reloading:
-            if self.supervision is not None:
-                self.supervision.reloading(self.config.source)
+            supervision = self.supervision
+            if supervision is None or self._stopping:
+                log.warning("reload_ignored", reason="starting or stopping")
+                raise ctl.RequestError("lispd is starting or stopping: no reload now")
+            supervision.reloading(self.config.source)
             try:
                 return await self._reload()
             finally:
-                if self.supervision is not None:
-                    self.supervision.reloaded()
+                supervision.reloaded()
 
     async def _reload(self) -> list[str]:
         old, source = self.config, self.config.source
@@ -369,9 +374,6 @@ class Daemon:
 
     def _hangup(self) -> None:
         """SIGHUP: reload in a task (the answer goes to the log)."""
-        if self.supervision is None or self._stop.is_set():
-            log.warning("reload_ignored", reason="starting or stopping")
-            return
         task = asyncio.get_running_loop().create_task(self._reload_quietly())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -393,8 +395,9 @@ class Daemon:
     # -- shutdown ------------------------------------------------------------
 
     async def stop(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.remove_signal_handler(signal.SIGHUP)
+        # The SIGHUP handler stays (removing it would restore the default
+        # action, which kills the process mid-teardown); it ignores signals now.
+        self._stopping = True
         if self.supervision is not None:
             self.supervision.stopping()
         for task in list(self._tasks):  # a reload under way must not outlive the host

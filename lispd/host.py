@@ -11,7 +11,10 @@ rules of an instance) is in the netlink ledger and undone by `tear_down`.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
+from dataclasses import replace
 from ipaddress import ip_interface
+from typing import TypeVar
 
 import structlog
 
@@ -33,6 +36,7 @@ __all__ = ["Host"]
 log = structlog.get_logger("lispd")
 
 Item = host_plan.Address | host_plan.Route | host_plan.Rule
+ItemT = TypeVar("ItemT", host_plan.Address, host_plan.Route, host_plan.Rule)
 
 
 class Host:
@@ -100,11 +104,23 @@ class Host:
             for record in reversed(added):
                 with contextlib.suppress(NetlinkError):
                     netlink.withdraw(record)
-            for record in removed:
-                with contextlib.suppress(NetlinkError):
-                    netlink.add(record)
+            lost = self._restore(reversed(removed))
+            # What could not be put back is not there: the plan says so, and
+            # the next reload that wants it adds it.
+            self.plan = _without(self.plan, lost)
             raise
         self.plan = plan
+
+    def _restore(self, records: Iterable[Record]) -> set[Record]:
+        """Add back what a failed reload removed; the records that could not be."""
+        lost: set[Record] = set()
+        for record in records:
+            try:
+                self.netlink.add(record)
+            except NetlinkError as error:
+                log.error("reload_rollback_failed", item=str(record), error=str(error))
+                lost.add(record)
+        return lost
 
     def tear_down(self) -> None:
         """Close the devices (what was on them goes with them), then undo the rest."""
@@ -118,6 +134,14 @@ class Host:
 
     def _add(self, item: Item) -> None:
         self.netlink.add(_record(item))
+
+
+def _without(plan: host_plan.Plan, lost: set[Record]) -> host_plan.Plan:
+    def kept(items: tuple[ItemT, ...]) -> tuple[ItemT, ...]:
+        return tuple(item for item in items if _record(item) not in lost)
+
+    return replace(plan, addresses=kept(plan.addresses), routes=kept(plan.routes),
+                   rules=kept(plan.rules))
 
 
 def _record(item: Item) -> Record:

@@ -493,21 +493,20 @@ class MapCache:
         if prefix is None:
             victims = list(self._lru)
         else:
-            victims = []
-            family, base = _family_and_value(prefix.address)
-            table = self._tables.get((prefix.instance_id, family))
-            mask = _MASKS[family][prefix.length]
-            for level in self._levels_from(table, prefix.length):
-                victims.extend(
-                    slot.entry.prefix
-                    for value, slot in level.items()
-                    if value & mask == base and not slot.entry.static
-                )
+            victims = [entry.prefix for entry in self.within(prefix) if not entry.static]
         victims = [victim for victim in victims if victim not in keep]
         for victim in victims:
             self._remove(victim)
         self._count_removals(RemovalReason.FLUSHED, len(victims))
         return [Removed(victim, RemovalReason.FLUSHED) for victim in victims]
+
+    def within(self, prefix: EidPrefix) -> list[MapEntry]:
+        """The entries `prefix` covers: same instance and family, equal or more specific."""
+        family, base = _family_and_value(prefix.address)
+        table = self._tables.get((prefix.instance_id, family))
+        mask = _MASKS[family][prefix.length]
+        return [slot.entry for level in self._levels_from(table, prefix.length)
+                for value, slot in level.items() if value & mask == base]
 
     def get(self, prefix: EidPrefix) -> MapEntry | None:
         """The entry of exactly `prefix`, expired or not."""

@@ -205,9 +205,6 @@ class Netlink:
         record = AddressRecord(name, interface)
         self._add(record, lambda: self._address("add", record), lambda: self._has_address(record))
 
-    def delete_address(self, name: str, interface: Interface) -> bool:
-        """Remove an address; False if it was not there."""
-        return self._delete(AddressRecord(name, interface))
 
     def _address(self, command: str, record: AddressRecord) -> None:
         index = self.link_index(record.dev)
@@ -267,9 +264,6 @@ class Netlink:
         record = RouteRecord(prefix, dev, table)
         self._add(record, lambda: self._route("add", record), lambda: self._has_route(record))
 
-    def delete_route(self, prefix: Network, *, dev: str, table: int | None = None) -> bool:
-        """Remove a route; False if it was not there."""
-        return self._delete(RouteRecord(prefix, dev, table))
 
     def _route(self, command: str, record: RouteRecord) -> None:
         spec: dict[str, Any] = {
@@ -322,17 +316,6 @@ class Netlink:
         # The kernel answers "File exists" only for an identical rule.
         self._add(record, lambda: self._rule("add", record), lambda: True)
 
-    def delete_rule(
-        self,
-        *,
-        table: int,
-        family: Family,
-        iif: str | None = None,
-        source: Network | None = None,
-        priority: int | None = None,
-    ) -> bool:
-        """Remove a rule; False if it was not there."""
-        return self._delete(RuleRecord(iif, table, family, priority, source))
 
     def _rule(self, command: str, record: RuleRecord) -> None:
         spec: dict[str, Any] = {"table": record.table, "family": _family(record.family)}

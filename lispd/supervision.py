@@ -59,6 +59,8 @@ class Supervision:
         deadline = self._loop.time() + self._ready_timeout
         while self._registered() is False and self._loop.time() < deadline:
             await asyncio.sleep(READY_POLL)
+        if self._stopping:
+            return  # READY after STOPPING would tell systemd the unit came up
         registered = self._registered()
         if registered is False:
             log.warning("ready_without_registration", waited=self._ready_timeout)

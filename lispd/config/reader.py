@@ -80,16 +80,20 @@ class Node:
         raise ReportedError(self.path)
 
 
-def kind(value: object) -> str:
-    """How the TOML file spelled a value's type, for 'expected X, got Y'."""
-    if isinstance(value, bool):  # before int: bool is an int to Python, not to TOML
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int):
-        return f"an integer ({value})"
-    if isinstance(value, float):
-        return f"a float ({value})"
-    if isinstance(value, str):
-        return f"a string ({value!r})"
+# bool before int: a boolean is an int to Python, not to TOML.
+_SCALARS = ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string"))
+
+
+def kind(value: object, *, shown: bool = True) -> str:
+    """How the TOML file spelled a value's type, for 'expected X, got Y'; with
+    the value itself unless `shown` is False (a secret)."""
+    for scalar, name in _SCALARS:
+        if isinstance(value, scalar):
+            if not shown:
+                return name
+            text = (str(value).lower() if isinstance(value, bool)
+                    else repr(value) if isinstance(value, str) else str(value))
+            return f"{name} ({text})"
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
@@ -155,7 +159,7 @@ def seconds(low: float, high: float) -> Converter[float]:
 def secret(node: Node, value: object) -> str:
     """A shared key: never echoed back in a problem, since problems get logged."""
     if not isinstance(value, str):
-        node.fail(f"expected a string, got {kind(value)}")
+        node.fail(f"expected a string, got {kind(value, shown=False)}")
     if not value:
         node.fail("an empty key authenticates nothing")
     return value

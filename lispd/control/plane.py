@@ -300,7 +300,8 @@ class ControlPlane:
         for peer in held - self._acknowledged:
             log.info("registered", peer=str(peer),
                      eids=[str(p) for p in setup.local_prefixes(self.database)])
-        for peer in self._acknowledged - held:
+        configured = {p.address for p in self.config.xtr.map_servers} if self.config.xtr else set()
+        for peer in (self._acknowledged - held) & configured:  # not one a reload removed
             log.info("registration_pending", peer=str(peer))
         self._acknowledged = held
 

@@ -1055,3 +1055,11 @@ def test_lines_of_repeated_tables_with_padding(shapes: list[tuple[int, bool]]) -
 
 def test_the_flood_limit_is_the_fast_paths() -> None:
     assert lib.LISPD_MAX_FLOOD == MAX_FLOOD
+
+
+def test_a_key_of_the_wrong_type_is_not_echoed() -> None:
+    text = BASE + '[[xtr.map-server]]\naddress = "198.18.1.9"\nkey = 31415926535\n'
+    with pytest.raises(ConfigError) as refused:
+        parse(text)
+    assert "expected a string, got an integer" in str(refused.value)
+    assert "31415926535" not in str(refused.value)
