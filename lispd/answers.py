@@ -111,11 +111,16 @@ def _map_cache(node: NodeView, now: float,
     """The entries (those `within` covers); refused past SHOW_LIMIT, which
     would hold the event loop, and the traffic, for a second or more."""
     entries = list(node.mapcache) if within is None else node.mapcache.within(within)
-    if len(entries) > SHOW_LIMIT:
-        raise ctl.RequestError(
-            f"{len(entries)} map-cache entries, more than the {SHOW_LIMIT} shown at once: "
-            "ask for those of a prefix (show map-cache PREFIX)")
+    _bounded(len(entries), "map-cache entries", " (show map-cache PREFIX)")
     return [_entry_json(entry, now) for entry in entries]
+
+
+def _bounded(count: int, what: str, narrower: str = "") -> None:
+    """Refuse an answer of more than SHOW_LIMIT rows: building it would hold the
+    event loop, and the traffic with it, for a second or more."""
+    if count > SHOW_LIMIT:
+        raise ctl.RequestError(f"{count} {what}, more than the {SHOW_LIMIT} shown at once: "
+                               f"ask for fewer{narrower}")
 
 
 def _entry_json(entry: MapEntry, now: float) -> dict[str, Any]:
@@ -146,6 +151,7 @@ def _vxlan(node: NodeView, now: float) -> dict[str, Any]:
         }
         for segment in node.config.vxlan
     ]
+    _bounded(len(node.fdb), "FDB entries")
     entries = sorted(node.fdb.dump(), key=lambda e: (e.vni, e.mac))
     fdb = [
         {"vni": e.vni, "mac": e.mac.hex(":"), "vtep": str(e.vtep), "static": e.static}

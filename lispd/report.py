@@ -27,7 +27,7 @@ def status_line(config: Config, rlocs: Sequence[IPAddress], plane: ControlPlane,
                          + ("" if held else " (not acknowledged)"))
         parts.append(f"map-cache {len(mapcache)} entries")
     if plane.node.map_server is not None:
-        parts.append(f"map-server: {len(plane.node.map_server.registrations())} registrations")
+        parts.append(f"map-server: {plane.node.map_server.registration_count()} registrations")
     if config.vxlan:
         parts.append(f"{len(config.vxlan)} VXLAN segments, {len(fdb)} MACs")
     return "; ".join(parts)
@@ -38,7 +38,7 @@ def gauges(plane: ControlPlane, mapcache: MapCache, fdb: Fdb) -> dict[str, float
                              "map_cache_limit": mapcache.limit, "fdb_entries": len(fdb)}
     node = plane.node
     if node.map_server is not None:
-        out["map_server_registrations"] = len(node.map_server.registrations())
+        out["map_server_registrations"] = node.map_server.registration_count()
         out["map_server_subscriptions"] = len(node.map_server.subscriptions())
         out["map_server_pending_notifies"] = node.map_server.pending_notifies()
     if node.registrar is not None:

@@ -254,6 +254,10 @@ class MapServer:
         """The registration table, for display (by instance, family, address, length)."""
         return tuple(sorted(self._table.values(), key=lambda r: _order(r.prefix)))
 
+    def registration_count(self) -> int:
+        """How many registrations are held (without sorting them, as registrations() does)."""
+        return len(self._table)
+
     def subscriptions(self) -> tuple[Subscription, ...]:
         """The subscriptions, for display (by instance, family, address, length, xTR-ID)."""
         return self._publisher.subscriptions()
