@@ -73,6 +73,7 @@ DROP_REASONS = (
     "truncated", "bad_inner", "bad_flags", "unknown_instance", "not_local_eid", "miss",
     "negative", "native_forward", "too_big", "no_rloc", "send_error", "write_error",
     "unknown_vni", "bad_frame", "no_destination", "ecn", "not_overlay", "ttl_expired",
+    "bad_offload",
 )
 # Fast-path counter stem -> (path, direction); tx is into the underlay, rx from it.
 _PATHS = {
@@ -122,6 +123,28 @@ _FASTPATH = (
              key="fdb_learn_full"),
     _counter("lispd_fastpath_batches_total", "Fast-path wake-ups that moved a packet.",
              key="batches"),
+    _counter("lispd_offload_super_reads_total",
+             "GSO super-packets (TCP/UDP of up to 64 KiB) read from a TUN/TAP opened with"
+             " IFF_VNET_HDR, cut into segments by the fast path.",
+             key="super_reads"),
+    _counter("lispd_offload_gso_trains_total",
+             "UDP_SEGMENT sends: trains of encapsulated segments handed to the kernel in one"
+             " sendmsg.", key="gso_trains"),
+    _counter("lispd_offload_gso_segments_total", "Datagrams in lispd_offload_gso_trains_total.",
+             key="gso_segments"),
+    _counter("lispd_offload_gso_fallbacks_total",
+             "Trains the kernel refused, sent again one datagram at a time.",
+             key="gso_fallbacks"),
+    _counter("lispd_offload_gro_trains_total",
+             "UDP_GRO receives that carried more than one datagram.", key="gro_trains"),
+    _counter("lispd_offload_gro_segments_total", "Datagrams in lispd_offload_gro_trains_total.",
+             key="gro_segments"),
+    _counter("lispd_offload_super_writes_total",
+             "Coalesced TCP super-packets written to a TUN/TAP with a GSO header.",
+             key="super_writes"),
+    _counter("lispd_offload_super_segments_total",
+             "Decapsulated segments carried by lispd_offload_super_writes_total.",
+             key="super_segments"),
 )
 
 _MAP_CACHE = (

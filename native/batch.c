@@ -29,10 +29,11 @@ struct lispd_dp *lispd_dp_new(struct lispd_fib *mapcache, struct lispd_fib *data
         return NULL;
     dp->buffers = malloc((size_t)LISPD_BATCH * LISPD_BUFFER);
     dp->inject = malloc(LISPD_BUFFER);
-    if (dp->buffers == NULL || dp->inject == NULL || dp_recent_init(&dp->recent) < 0) {
-        free(dp->buffers);
-        free(dp->inject);
-        free(dp);
+    dp->probe = malloc(LISPD_BUFFER);
+    dp->slow = malloc(SLOW_AREA);
+    if (dp->buffers == NULL || dp->inject == NULL || dp->probe == NULL || dp->slow == NULL ||
+        dp_recent_init(&dp->recent) < 0) {
+        lispd_dp_free(dp);
         return NULL;
     }
     dp->mapcache = mapcache;
@@ -52,6 +53,8 @@ void lispd_dp_free(struct lispd_dp *dp)
     if (dp != NULL) {
         free(dp->buffers);
         free(dp->inject);
+        free(dp->probe);
+        free(dp->slow);
         dp_recent_free(&dp->recent);
     }
     free(dp);
@@ -69,7 +72,7 @@ void lispd_dp_seed(struct lispd_dp *dp, uint64_t seed)
 
 /* xorshift64*: nonces need to be unpredictable enough to not collide, not
  * cryptographic (RFC 9300 5.3 asks for random, not secret). */
-static uint32_t next_nonce(struct lispd_dp *dp)
+uint32_t dp_next_nonce(struct lispd_dp *dp)
 {
     dp->rng ^= dp->rng >> 12;
     dp->rng ^= dp->rng << 25;
@@ -98,7 +101,7 @@ int lispd_dp_add_tun(struct lispd_dp *dp, int fd, uint32_t instance_id)
     for (uint32_t i = 0; i < dp->n_tuns; i++)
         if (dp->tuns[i].instance_id == instance_id)
             return -1;
-    dp->tuns[dp->n_tuns] = (struct dp_tun){.fd = fd, .instance_id = instance_id};
+    dp->tuns[dp->n_tuns] = (struct dp_tun){.fd = fd, .instance_id = instance_id, .vnet = 0};
     return (int)dp->n_tuns++;
 }
 
@@ -133,6 +136,31 @@ int lispd_dp_set_flood(struct lispd_dp *dp, uint32_t segment, const struct lispd
     return 0;
 }
 
+int lispd_dp_set_vnet(struct lispd_dp *dp, int layer, uint32_t index, int on)
+{
+    if (layer == 3 && index < dp->n_tuns)
+        dp->tuns[index].vnet = on != 0;
+    else if (layer == 2 && index < dp->n_segments)
+        dp->segments[index].vnet = on != 0;
+    else
+        return -1;
+    return 0;
+}
+
+int lispd_dp_set_gso_senders(struct lispd_dp *dp, uint8_t family, const int *fds,
+                             const uint16_t *ports, uint32_t n)
+{
+    if ((family != LISPD_FAMILY_IPV4 && family != LISPD_FAMILY_IPV6) || n > LISPD_GSO_SENDERS)
+        return -1;
+    struct dp_senders *s = family == LISPD_FAMILY_IPV6 ? &dp->gso6 : &dp->gso4;
+    for (uint32_t i = 0; i < n; i++) {
+        s->fds[i] = fds[i];
+        s->ports[i] = ports[i];
+    }
+    s->n = n;
+    return 0;
+}
+
 static uint8_t *buffer(struct lispd_dp *dp, uint32_t i)
 {
     return dp->buffers + (size_t)i * LISPD_BUFFER;
@@ -159,7 +187,7 @@ static int raw_fd(const struct lispd_dp *dp, uint8_t family)
 }
 
 /* Send a SEND verdict's packet now, alone: whether the kernel took it. */
-static int send_now(struct lispd_dp *dp, const uint8_t *buf, const struct lispd_verdict *v)
+int dp_send_now(struct lispd_dp *dp, const uint8_t *buf, const struct lispd_verdict *v)
 {
     struct sockaddr_in6 a;
     socklen_t alen = sockaddr_of(v, &a);
@@ -168,10 +196,15 @@ static int send_now(struct lispd_dp *dp, const uint8_t *buf, const struct lispd_
                              alen) == (ssize_t)v->length;
 }
 
-/* Queue a SEND verdict on the raw socket of its family. */
-static void enqueue(struct lispd_dp *dp, uint8_t *buf, const struct lispd_verdict *v)
+static uint32_t flush(struct lispd_dp *dp, struct dp_sendq *q, int fd, uint64_t *bytes);
+
+/* Queue a SEND verdict on the raw socket of its family; a full queue is
+ * sent first (a super-packet cut on the slow path fills it). */
+void dp_enqueue(struct lispd_dp *dp, uint8_t *buf, const struct lispd_verdict *v)
 {
     struct dp_sendq *q = v->family == LISPD_FAMILY_IPV6 ? &dp->send6 : &dp->send4;
+    if (q->n == LISPD_BATCH)
+        dp_flush_queues(dp);
     uint32_t i = q->n++;
     socklen_t alen = sockaddr_of(v, &q->addrs[i]);
     q->iovs[i] = (struct iovec){.iov_base = buf + v->offset, .iov_len = v->length};
@@ -200,15 +233,22 @@ static uint32_t flush(struct lispd_dp *dp, struct dp_sendq *q, int fd, uint64_t 
     return sent;
 }
 
-static void flush_both(struct lispd_dp *dp, uint64_t *packets, uint64_t *bytes)
+/* Send both queues, counted where the running batch says. */
+void dp_flush_queues(struct lispd_dp *dp)
 {
-    *packets += flush(dp, &dp->send4, dp->raw4_fd, bytes);
-    *packets += flush(dp, &dp->send6, dp->raw6_fd, bytes);
+    *dp->sent_packets += flush(dp, &dp->send4, dp->raw4_fd, dp->sent_bytes);
+    *dp->sent_packets += flush(dp, &dp->send6, dp->raw6_fd, dp->sent_bytes);
+}
+
+static void count_sends_as(struct lispd_dp *dp, uint64_t *packets, uint64_t *bytes)
+{
+    dp->sent_packets = packets;
+    dp->sent_bytes = bytes;
 }
 
 /* Hand a missed packet (still in its batch buffer) to Python; no room
  * left means nobody will send it: a drop. */
-static void add_miss(struct lispd_dp *dp, const uint8_t *buf, const struct lispd_verdict *v,
+void dp_add_miss(struct lispd_dp *dp, const uint8_t *buf, const struct lispd_verdict *v,
                      struct lispd_miss *misses, uint32_t cap, uint32_t *n)
 {
     if (*n == cap) {
@@ -224,11 +264,15 @@ static void add_miss(struct lispd_dp *dp, const uint8_t *buf, const struct lispd
     dp->counters.misses++;
 }
 
-/* Write a WRITE verdict's packet to a device: whether it all went. */
-static int write_out(struct lispd_dp *dp, int fd, const uint8_t *buf,
-                     const struct lispd_verdict *v, uint64_t *packets, uint64_t *bytes)
+/* Write a WRITE verdict's packet to a device (behind an empty virtio-net
+ * header when it has them): whether it all went. */
+int dp_write_out(struct lispd_dp *dp, int fd, int vnet, const uint8_t *buf,
+                 const struct lispd_verdict *v, uint64_t *packets, uint64_t *bytes)
 {
-    if (write(fd, buf + v->offset, v->length) == (ssize_t)v->length) {
+    static const uint8_t none[LISPD_VNET_HDR];
+    struct iovec iov[2] = {{(void *)none, sizeof none}, {(void *)(buf + v->offset), v->length}};
+    ssize_t want = (ssize_t)v->length + (vnet ? LISPD_VNET_HDR : 0);
+    if (writev(fd, vnet ? iov : iov + 1, vnet ? 2 : 1) == want) {
         (*packets)++;
         *bytes += v->length;
         return 1;
@@ -237,14 +281,20 @@ static int write_out(struct lispd_dp *dp, int fd, const uint8_t *buf,
     return 0;
 }
 
-/* Read one packet from a non-blocking device: its length, 0 when drained,
- * -1 on a real error. */
-static ssize_t read_device(int fd, uint8_t *buf)
+/* Read one packet from a non-blocking device, LISPD_HEADROOM into buf
+ * (its virtio-net header, when it has them, just in front): the packet's
+ * length, 0 when drained, -1 on a real error. */
+static ssize_t read_device(int fd, int vnet, uint8_t *buf)
 {
+    size_t at = LISPD_HEADROOM - (vnet ? LISPD_VNET_HDR : 0);
     for (;;) {
-        ssize_t r = read(fd, buf + LISPD_HEADROOM, LISPD_BUFFER - LISPD_HEADROOM);
+        ssize_t r = read(fd, buf + at, LISPD_BUFFER - LISPD_HEADROOM);
+        if (r >= 0 && vnet && r < LISPD_VNET_HDR) {
+            errno = EIO;
+            return -1;
+        }
         if (r >= 0)
-            return r;
+            return vnet ? r - LISPD_VNET_HDR : r;
         if (errno == EINTR)
             continue;
         return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
@@ -257,13 +307,16 @@ static ssize_t read_device(int fd, uint8_t *buf)
  * fails. */
 typedef void (*device_step)(struct lispd_dp *dp, uint8_t *buf, size_t len, void *context);
 
-static int device_batch(struct lispd_dp *dp, int fd, device_step step, void *context,
+static int device_batch(struct lispd_dp *dp, int fd, int vnet, device_step step, void *context,
                         uint64_t *packets, uint64_t *bytes)
 {
+    count_sends_as(dp, packets, bytes);
+    dp->slow_used = 0;
+    dp->slow_pinned = 0;
     uint32_t n = 0;
     for (; n < LISPD_BATCH; n++) {
         uint8_t *buf = buffer(dp, n);
-        ssize_t r = read_device(fd, buf);
+        ssize_t r = read_device(fd, vnet, buf);
         if (r <= 0) {
             if (r < 0 && n == 0)
                 return -1;
@@ -271,34 +324,55 @@ static int device_batch(struct lispd_dp *dp, int fd, device_step step, void *con
         }
         step(dp, buf, (size_t)r, context);
     }
-    flush_both(dp, packets, bytes);
+    dp_flush_queues(dp);
     if (n > 0)
         dp->counters.batches++;
     return (int)n;
 }
 
-struct itr_context {
-    uint32_t tun;
-    struct lispd_miss *misses;
-    uint32_t misses_cap;
-    uint32_t *n_misses;
-};
+/* A device read with a virtio-net header: a super-packet goes to the
+ * offload path (1), a packet whose checksum the kernel left to us has it
+ * made (0), a header that makes no sense is a drop (-1). */
+static int from_vnet(struct lispd_dp *dp, uint8_t *buf, size_t len, struct vnet_hdr *h)
+{
+    vnet_hdr_get(buf + LISPD_HEADROOM - LISPD_VNET_HDR, h);
+    if (h->gso_type != VNET_GSO_NONE)
+        return 1;
+    if ((h->flags & VNET_NEEDS_CSUM) && gso_complete_csum(buf + LISPD_HEADROOM, len, h) < 0) {
+        dp->counters.drops[LISPD_DROP_BAD_OFFLOAD]++;
+        return -1;
+    }
+    return 0;
+}
 
 static void itr_step(struct lispd_dp *dp, uint8_t *buf, size_t len, void *context)
 {
     struct itr_context *c = context;
+    if (dp->tuns[c->tun].vnet) {
+        struct vnet_hdr h;
+        int kind = from_vnet(dp, buf, len, &h);
+        if (kind == 1)
+            dp_itr_super(dp, buf, len, &h, c);
+        if (kind != 0)
+            return;
+    }
+    dp_itr_packet(dp, buf, len, c);
+}
+
+void dp_itr_packet(struct lispd_dp *dp, uint8_t *buf, size_t len, struct itr_context *c)
+{
     struct lispd_verdict v;
-    lispd_itr_process(dp, c->tun, buf, LISPD_BUFFER, LISPD_HEADROOM, len, next_nonce(dp), &v);
+    lispd_itr_process(dp, c->tun, buf, LISPD_BUFFER, LISPD_HEADROOM, len, dp_next_nonce(dp), &v);
     switch (v.verdict) {
     case LISPD_VERDICT_SEND:
-        enqueue(dp, buf, &v);
+        dp_enqueue(dp, buf, &v);
         break;
     case LISPD_VERDICT_WRITE:
-        write_out(dp, dp->tuns[c->tun].fd, buf, &v, &dp->counters.icmp_too_big,
-                  &dp->counters.icmp_too_big_bytes);
+        dp_write_out(dp, dp->tuns[c->tun].fd, dp->tuns[c->tun].vnet, buf, &v,
+                     &dp->counters.icmp_too_big, &dp->counters.icmp_too_big_bytes);
         break;
     case LISPD_VERDICT_MISS:
-        add_miss(dp, buf, &v, c->misses, c->misses_cap, c->n_misses);
+        dp_add_miss(dp, buf, &v, c->misses, c->misses_cap, c->n_misses);
         break;
     default:
         dp->counters.drops[v.reason]++;
@@ -312,8 +386,8 @@ int lispd_itr_batch(struct lispd_dp *dp, uint32_t tun, struct lispd_miss *misses
     if (tun >= dp->n_tuns)
         return -1;
     struct itr_context context = {tun, misses, misses_cap, n_misses};
-    return device_batch(dp, dp->tuns[tun].fd, itr_step, &context, &dp->counters.itr_packets,
-                        &dp->counters.itr_bytes);
+    return device_batch(dp, dp->tuns[tun].fd, dp->tuns[tun].vnet, itr_step, &context,
+                        &dp->counters.itr_packets, &dp->counters.itr_bytes);
 }
 
 int lispd_itr_inject(struct lispd_dp *dp, uint32_t tun, const uint8_t *packet, size_t length,
@@ -326,11 +400,11 @@ int lispd_itr_inject(struct lispd_dp *dp, uint32_t tun, const uint8_t *packet, s
         v->reason = LISPD_DROP_TOO_BIG;
     } else {
         memcpy(buf + LISPD_HEADROOM, packet, length);
-        lispd_itr_process(dp, tun, buf, LISPD_BUFFER, LISPD_HEADROOM, length, next_nonce(dp), v);
+        lispd_itr_process(dp, tun, buf, LISPD_BUFFER, LISPD_HEADROOM, length, dp_next_nonce(dp), v);
     }
     switch (v->verdict) {
     case LISPD_VERDICT_SEND:
-        if (send_now(dp, buf, v)) {
+        if (dp_send_now(dp, buf, v)) {
             dp->counters.itr_packets++;
             dp->counters.itr_bytes += v->length;
         } else {
@@ -340,8 +414,8 @@ int lispd_itr_inject(struct lispd_dp *dp, uint32_t tun, const uint8_t *packet, s
         }
         break;
     case LISPD_VERDICT_WRITE:
-        if (!write_out(dp, dp->tuns[tun].fd, buf, v, &dp->counters.icmp_too_big,
-                       &dp->counters.icmp_too_big_bytes)) {
+        if (!dp_write_out(dp, dp->tuns[tun].fd, dp->tuns[tun].vnet, buf, v,
+                          &dp->counters.icmp_too_big, &dp->counters.icmp_too_big_bytes)) {
             v->verdict = LISPD_VERDICT_DROP;
             v->reason = LISPD_DROP_WRITE_ERROR;
         }
@@ -359,7 +433,8 @@ int lispd_itr_inject(struct lispd_dp *dp, uint32_t tun, const uint8_t *packet, s
 /* Receive a batch of UDP datagrams into the buffers, LISPD_HEADROOM in
  * (room for the headers of a re-encapsulation), asking for the outer
  * TTL/TOS (IP_RECVTTL/IP_RECVTOS, IPV6_RECVHOPLIMIT/IPV6_RECVTCLASS are set
- * on the socket by lispd.dataplane). Returns how many, 0 when none, -1. */
+ * on the socket by lispd.dataplane) and, with UDP_GRO on the socket, the
+ * datagram size of a train. Returns how many, 0 when none, -1. */
 static int receive(struct lispd_dp *dp, int fd)
 {
     for (uint32_t i = 0; i < LISPD_BATCH; i++) {
@@ -384,10 +459,15 @@ static int receive(struct lispd_dp *dp, int fd)
     }
 }
 
-static void outer_fields(const struct msghdr *m, uint8_t *ttl, uint8_t *tos)
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+
+static void outer_fields(const struct msghdr *m, uint8_t *ttl, uint8_t *tos, uint16_t *gso)
 {
     *ttl = 255;
     *tos = 0;
+    *gso = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c != NULL; c = CMSG_NXTHDR((struct msghdr *)m, c)) {
         int value;
         if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS) {
@@ -399,26 +479,65 @@ static void outer_fields(const struct msghdr *m, uint8_t *ttl, uint8_t *tos)
         } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_TCLASS) {
             memcpy(&value, CMSG_DATA(c), sizeof value);
             *tos = (uint8_t)value;
+        } else if (c->cmsg_level == IPPROTO_UDP && c->cmsg_type == UDP_GRO) {
+            memcpy(&value, CMSG_DATA(c), sizeof value);
+            *gso = (uint16_t)value;
         }
     }
 }
 
-/* The receive side of a socket batch: one recvmmsg, then each datagram
- * that was not cut short to step (buf: its buffer, the datagram
- * LISPD_HEADROOM in). Returns how many arrived. */
-typedef void (*datagram_step)(struct lispd_dp *dp, uint32_t i, uint8_t *buf, size_t len,
-                              void *context);
+/* What a datagram step is given: the message it came in (i), the buffer,
+ * where the datagram is in it and how long, and whether it is one of a
+ * UDP_GRO train past the first (in_train 2: the octets in front of it are
+ * the previous datagram's, so whatever the step builds there must leave
+ * now) or the first of one (1), or alone (0). */
+struct datagram {
+    uint32_t i;
+    uint8_t *buf;
+    size_t offset, length;
+    int in_train;
+    uint8_t ttl, tos;
+};
 
+typedef void (*datagram_step)(struct lispd_dp *dp, const struct datagram *d, void *context);
+
+/* What a re-encapsulation may write in front of a datagram: outer IPv6 and
+ * UDP; saved and put back around a train's later datagrams. */
+enum { REBUILT = 64 };
+
+/* The receive side of a socket batch: one recvmmsg, then each datagram that
+ * was not cut short to step, a train's datagrams one by one. Returns how
+ * many messages arrived. */
 static int socket_batch(struct lispd_dp *dp, int fd, datagram_step step, void *context)
 {
     int n = receive(dp, fd);
     for (int i = 0; i < n; i++) {
-        if (dp->rx_msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+        struct msghdr *m = &dp->rx_msgs[i].msg_hdr;
+        if (m->msg_flags & MSG_TRUNC) {
             dp->counters.drops[LISPD_DROP_TRUNCATED]++;
             continue;
         }
-        step(dp, (uint32_t)i, buffer(dp, (uint32_t)i), dp->rx_msgs[i].msg_len, context);
+        struct datagram d = {.i = (uint32_t)i, .buf = buffer(dp, (uint32_t)i)};
+        uint16_t gso;
+        outer_fields(m, &d.ttl, &d.tos, &gso);
+        size_t len = dp->rx_msgs[i].msg_len, size = gso && gso < len ? gso : len;
+        if (size < len) {
+            dp->counters.gro_trains++;
+            dp->counters.gro_segments += (len + size - 1) / size;
+        }
+        for (size_t at = 0; at < len; at += size) {
+            d.offset = LISPD_HEADROOM + at;
+            d.length = len - at < size ? len - at : size;
+            d.in_train = size == len ? 0 : at == 0 ? 1 : 2;
+            uint8_t saved[REBUILT];
+            if (d.in_train == 2)
+                memcpy(saved, d.buf + d.offset - REBUILT, REBUILT);
+            step(dp, &d, context);
+            if (d.in_train == 2)
+                memcpy(d.buf + d.offset - REBUILT, saved, REBUILT);
+        }
     }
+    dp_coalescer_flush(dp);
     if (n > 0)
         dp->counters.batches++;
     return n;
@@ -443,32 +562,56 @@ static uint8_t sender(const struct lispd_dp *dp, uint32_t i, const uint8_t **add
     return LISPD_FAMILY_IPV4;
 }
 
-static void etr_step(struct lispd_dp *dp, uint32_t i, uint8_t *buf, size_t len, void *context)
+/* A SEND verdict built in front of a datagram: queued, or sent at once
+ * when it overwrote the tail of the datagram before it in a train. */
+static void send_built(struct lispd_dp *dp, const struct datagram *d,
+                       const struct lispd_verdict *v, uint64_t *packets, uint64_t *bytes)
+{
+    if (d->in_train != 2) {
+        dp_enqueue(dp, d->buf, v);
+    } else if (dp_send_now(dp, d->buf, v)) {
+        (*packets)++;
+        *bytes += v->length;
+    } else {
+        dp->counters.drops[LISPD_DROP_SEND_ERROR]++;
+    }
+}
+
+static void etr_step(struct lispd_dp *dp, const struct datagram *d, void *context)
 {
     uint64_t now_ms = *(const uint64_t *)context;
     struct lispd_outer outer;
     memset(&outer, 0, sizeof outer);
-    outer_fields(&dp->rx_msgs[i].msg_hdr, &outer.ttl, &outer.tos);
+    outer.ttl = d->ttl;
+    outer.tos = d->tos;
     const uint8_t *source;
-    outer.family = sender(dp, i, &source);
+    outer.family = sender(dp, d->i, &source);
     memcpy(outer.source, source, dp_addr_len(outer.family));
     struct lispd_verdict v;
-    lispd_etr_process(dp, buf, LISPD_BUFFER, LISPD_HEADROOM, len, &outer, now_ms, next_nonce(dp),
-                      &v);
-    if (v.verdict == LISPD_VERDICT_WRITE)
-        write_out(dp, dp->tuns[v.index].fd, buf, &v, &dp->counters.etr_packets,
-                  &dp->counters.etr_bytes);
-    else if (v.verdict == LISPD_VERDICT_SEND)
-        enqueue(dp, buf, &v);
-    else
+    lispd_etr_process(dp, d->buf, LISPD_BUFFER, d->offset, d->length, &outer, now_ms,
+                      dp_next_nonce(dp), &v);
+    if (v.verdict == LISPD_VERDICT_WRITE) {
+        const struct dp_tun *t = &dp->tuns[v.index];
+        if (t->vnet)
+            dp_write_decapsulated(dp, t->fd, 0, d->buf + v.offset, v.length, d->in_train,
+                                  &dp->counters.etr_packets, &dp->counters.etr_bytes);
+        else
+            dp_write_out(dp, t->fd, 0, d->buf, &v, &dp->counters.etr_packets,
+                         &dp->counters.etr_bytes);
+    } else if (v.verdict == LISPD_VERDICT_SEND) {
+        send_built(dp, d, &v, &dp->counters.etr_reencap_packets,
+                   &dp->counters.etr_reencap_bytes);
+    } else {
         dp->counters.drops[v.reason]++;
+    }
 }
 
 int lispd_etr_batch(struct lispd_dp *dp, int udp_fd, uint64_t now_ms)
 {
+    /* Only re-encapsulated packets are queued. */
+    count_sends_as(dp, &dp->counters.etr_reencap_packets, &dp->counters.etr_reencap_bytes);
     int n = socket_batch(dp, udp_fd, etr_step, &now_ms);
-    /* Only re-encapsulated packets were queued. */
-    flush_both(dp, &dp->counters.etr_reencap_packets, &dp->counters.etr_reencap_bytes);
+    dp_flush_queues(dp);
     return n;
 }
 
@@ -487,7 +630,7 @@ static void flood(struct lispd_dp *dp, uint32_t segment, uint8_t *buf,
             continue;
         }
         /* Send this copy alone, now, before the buffer is rewritten. */
-        if (send_now(dp, buf, &v)) {
+        if (dp_send_now(dp, buf, &v)) {
             dp->counters.flood_copies++;
             dp->counters.vxlan_tx_packets++;
             dp->counters.vxlan_tx_bytes += v.length;
@@ -500,10 +643,23 @@ static void flood(struct lispd_dp *dp, uint32_t segment, uint8_t *buf,
 static void vxlan_tx_step(struct lispd_dp *dp, uint8_t *buf, size_t len, void *context)
 {
     uint32_t segment = *(const uint32_t *)context;
+    if (dp->segments[segment].vnet) {
+        struct vnet_hdr h;
+        int kind = from_vnet(dp, buf, len, &h);
+        if (kind == 1)
+            dp_vxlan_tx_super(dp, buf, len, &h, segment);
+        if (kind != 0)
+            return;
+    }
+    dp_vxlan_tx_frame(dp, buf, len, segment);
+}
+
+void dp_vxlan_tx_frame(struct lispd_dp *dp, uint8_t *buf, size_t len, uint32_t segment)
+{
     struct lispd_verdict v;
     lispd_vxlan_tx_process(dp, segment, buf, LISPD_BUFFER, LISPD_HEADROOM, len, &v);
     if (v.verdict == LISPD_VERDICT_SEND)
-        enqueue(dp, buf, &v);
+        dp_enqueue(dp, buf, &v);
     else if (v.verdict == LISPD_VERDICT_FLOOD)
         flood(dp, segment, buf, &v);
     else
@@ -514,24 +670,29 @@ int lispd_vxlan_tx_batch(struct lispd_dp *dp, uint32_t segment)
 {
     if (segment >= dp->n_segments)
         return -1;
-    return device_batch(dp, dp->segments[segment].fd, vxlan_tx_step, &segment,
-                        &dp->counters.vxlan_tx_packets, &dp->counters.vxlan_tx_bytes);
+    return device_batch(dp, dp->segments[segment].fd, dp->segments[segment].vnet, vxlan_tx_step,
+                        &segment, &dp->counters.vxlan_tx_packets, &dp->counters.vxlan_tx_bytes);
 }
 
-static void vxlan_rx_step(struct lispd_dp *dp, uint32_t i, uint8_t *buf, size_t len,
-                          void *context)
+static void vxlan_rx_step(struct lispd_dp *dp, const struct datagram *d, void *context)
 {
     uint64_t now_ms = *(const uint64_t *)context;
     const uint8_t *source;
-    uint8_t family = sender(dp, i, &source);
+    uint8_t family = sender(dp, d->i, &source);
     struct lispd_verdict v;
-    uint8_t *payload = buf + LISPD_HEADROOM;
-    lispd_vxlan_rx_process(dp, payload, len, family, source, now_ms, &v);
-    if (v.verdict == LISPD_VERDICT_WRITE)
-        write_out(dp, dp->segments[v.index].fd, payload, &v, &dp->counters.vxlan_rx_packets,
-                  &dp->counters.vxlan_rx_bytes);
-    else
+    uint8_t *payload = d->buf + d->offset;
+    lispd_vxlan_rx_process(dp, payload, d->length, family, source, now_ms, &v);
+    if (v.verdict != LISPD_VERDICT_WRITE) {
         dp->counters.drops[v.reason]++;
+        return;
+    }
+    const struct dp_segment *s = &dp->segments[v.index];
+    if (s->vnet)
+        dp_write_decapsulated(dp, s->fd, 14, payload + v.offset, v.length, d->in_train,
+                              &dp->counters.vxlan_rx_packets, &dp->counters.vxlan_rx_bytes);
+    else
+        dp_write_out(dp, s->fd, 0, payload, &v, &dp->counters.vxlan_rx_packets,
+                     &dp->counters.vxlan_rx_bytes);
 }
 
 int lispd_vxlan_rx_batch(struct lispd_dp *dp, int udp_fd, uint64_t now_ms)

@@ -7,12 +7,14 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include "bytes.h"
+#include "gso.h"
 #include "hashindex.h"
 #include "lispd_native.h"
 
 struct dp_tun {
     int fd;
     uint32_t instance_id;
+    int vnet;               /* IFF_VNET_HDR: a virtio-net header on every read/write */
 };
 
 struct dp_segment {
@@ -21,6 +23,7 @@ struct dp_segment {
     uint8_t family;
     uint8_t local[16];
     int learning;
+    int vnet;
     uint32_t n_flood;
     struct lispd_locator flood[LISPD_MAX_FLOOD];
 };
@@ -57,6 +60,17 @@ void dp_recent_free(struct dp_recent *r);
 void dp_recent_seen(struct dp_recent *r, uint8_t family, const uint8_t *address,
                     uint64_t now_ms);
 
+/* The UDP sockets that carry trains of one outer family. */
+struct dp_senders {
+    uint32_t n;
+    int fds[LISPD_GSO_SENDERS];
+    uint16_t ports[LISPD_GSO_SENDERS];
+};
+
+/* Room to cut one super-packet into whole segments, each behind headroom:
+ * what the slow path (misses, drops, floods, ICMP, refused trains) uses. */
+enum { SLOW_AREA = 2 * LISPD_BUFFER, TRAIN_HEADER = 8 + SEGMENT_HEADER_MAX };
+
 struct lispd_dp {
     struct lispd_fib *mapcache;
     struct lispd_fib *database;
@@ -84,11 +98,72 @@ struct lispd_dp {
     uint8_t scratch[1280];  /* an ICMP answer is built here */
     uint8_t *inject;        /* LISPD_BUFFER octets for lispd_itr_inject */
     struct dp_recent recent;
+
+    /* Offloads (native/offload.c). */
+    struct dp_senders gso4, gso6;
+    uint16_t rx_gso[LISPD_BATCH];   /* UDP_GRO: datagram size of a train, 0 */
+    uint64_t *sent_packets, *sent_bytes; /* where a full send queue's flush counts */
+    uint8_t *probe;                 /* LISPD_BUFFER: a super-packet's first segment */
+    uint8_t *slow;                  /* SLOW_AREA octets, handed out per batch */
+    size_t slow_used;
+    int slow_pinned;                /* a miss points into the slow area */
+    uint8_t train_headers[LISPD_TRAIN][TRAIN_HEADER];
+    struct iovec train_iov[2 * LISPD_TRAIN];
+    struct coalescer coalescer;     /* writes of UDP_GRO trains to one device */
+    int coalescer_fd;
+    uint64_t *coalescer_packets, *coalescer_bytes;
 };
 
 static inline size_t dp_addr_len(uint8_t family)
 {
     return family == LISPD_FAMILY_IPV6 ? 16 : 4;
 }
+
+static inline const struct dp_senders *dp_senders_of(const struct lispd_dp *dp, uint8_t family)
+{
+    return family == LISPD_FAMILY_IPV6 ? &dp->gso6 : &dp->gso4;
+}
+
+/* RFC 9300 section 5.3 and RFC 7348 section 5: the UDP source port is a
+ * hash of the inner flow, from the dynamic range 49152-65535; with train
+ * senders, the port of the sender the flow's trains leave by. */
+static inline uint16_t dp_source_port(const struct lispd_dp *dp, uint8_t family, uint32_t hash)
+{
+    const struct dp_senders *s = dp_senders_of(dp, family);
+    return s->n ? s->ports[hash % s->n] : (uint16_t)(0xC000 | (hash & 0x3FFF));
+}
+
+/* Shared by native/batch.c and native/offload.c. */
+uint32_t dp_next_nonce(struct lispd_dp *dp);
+void dp_enqueue(struct lispd_dp *dp, uint8_t *buf, const struct lispd_verdict *v);
+void dp_flush_queues(struct lispd_dp *dp);
+int dp_send_now(struct lispd_dp *dp, const uint8_t *buf, const struct lispd_verdict *v);
+int dp_write_out(struct lispd_dp *dp, int fd, int vnet, const uint8_t *buf,
+                 const struct lispd_verdict *v, uint64_t *packets, uint64_t *bytes);
+void dp_add_miss(struct lispd_dp *dp, const uint8_t *buf, const struct lispd_verdict *v,
+                 struct lispd_miss *misses, uint32_t cap, uint32_t *n);
+
+/* The ITR's and VXLAN transmit's plain step on one packet behind headroom
+ * in buf (native/batch.c). */
+struct itr_context {
+    uint32_t tun;
+    struct lispd_miss *misses;
+    uint32_t misses_cap;
+    uint32_t *n_misses;
+};
+void dp_itr_packet(struct lispd_dp *dp, uint8_t *buf, size_t len, struct itr_context *c);
+void dp_vxlan_tx_frame(struct lispd_dp *dp, uint8_t *buf, size_t len, uint32_t segment);
+
+/* native/offload.c: a super-packet read behind headroom in buf, len octets
+ * after its virtio-net header h. */
+void dp_itr_super(struct lispd_dp *dp, uint8_t *buf, size_t len, const struct vnet_hdr *h,
+                  struct itr_context *c);
+void dp_vxlan_tx_super(struct lispd_dp *dp, uint8_t *buf, size_t len, const struct vnet_hdr *h,
+                       uint32_t segment);
+/* A decapsulated packet for a device with IFF_VNET_HDR (l3: where its IP
+ * header is): coalesced when it came in a train, else written alone. */
+void dp_write_decapsulated(struct lispd_dp *dp, int fd, size_t l3, uint8_t *p, size_t len,
+                           int in_train, uint64_t *packets, uint64_t *bytes);
+void dp_coalescer_flush(struct lispd_dp *dp);
 
 #endif

@@ -282,7 +282,9 @@ enum {
     LISPD_DROP_ECN = 15,            /* outer CE on a not-ECT inner (RFC 6040) */
     LISPD_DROP_NOT_OVERLAY = 16,    /* ITR: multicast or link-local destination */
     LISPD_DROP_TTL_EXPIRED = 17,    /* ETR re-encapsulation: no hop left */
-    LISPD_DROP_COUNT = 18
+    LISPD_DROP_BAD_OFFLOAD = 18,    /* a super-packet whose virtio-net header
+                                     * and headers disagree, or no room to cut it */
+    LISPD_DROP_COUNT = 19
 };
 
 struct lispd_counters {
@@ -296,7 +298,13 @@ struct lispd_counters {
     uint64_t icmp_too_big, icmp_too_big_bytes;  /* answers written back */
     uint64_t fdb_learned, fdb_learn_full;   /* MACs added or moved; refused: full */
     uint64_t batches;                       /* wake-ups that moved something */
-    uint64_t drops[18];                     /* by LISPD_DROP_* */
+    uint64_t super_reads;                   /* GSO super-packets read from a TUN/TAP */
+    uint64_t gso_trains, gso_segments;      /* UDP_SEGMENT sends, datagrams in them */
+    uint64_t gso_fallbacks;                 /* trains the kernel refused: sent one by one */
+    uint64_t gro_trains, gro_segments;      /* UDP_GRO receives of several datagrams */
+    uint64_t super_writes, super_segments;  /* coalesced super-packets written, and
+                                             * the segments they carry */
+    uint64_t drops[19];                     /* by LISPD_DROP_* */
 };
 
 /* What to do with one packet (the result of a *_process step). */
@@ -454,6 +462,50 @@ int lispd_itr_batch(struct lispd_dp *dp, uint32_t tun, struct lispd_miss *misses
 int lispd_etr_batch(struct lispd_dp *dp, int udp_fd, uint64_t now_ms);
 int lispd_vxlan_tx_batch(struct lispd_dp *dp, uint32_t segment);
 int lispd_vxlan_rx_batch(struct lispd_dp *dp, int udp_fd, uint64_t now_ms);
+
+/* ===================================================================== *
+ * Offloads (native/gso.c, native/offload.c). Twin: lispd.dataplane.gso.   *
+ * ===================================================================== */
+
+enum {
+    LISPD_VNET_HDR = 10,        /* struct virtio_net_hdr, little-endian */
+    LISPD_GSO_SENDERS = 16,     /* UDP sockets per family for trains */
+    LISPD_TRAIN = 64            /* datagrams per UDP_SEGMENT send at most */
+};
+
+/* Say that a device's fd was opened with IFF_VNET_HDR (layer 3: TUN index;
+ * layer 2: segment index): every read and write then carries a virtio-net
+ * header, reads may be GSO super-packets (cut here) and writes of what came
+ * in UDP_GRO trains are coalesced back into super-packets. -1 for no such
+ * device. */
+int lispd_dp_set_vnet(struct lispd_dp *dp, int layer, uint32_t index, int on);
+
+/* UDP sockets (unconnected, bound to a source port each, UDP_SEGMENT
+ * accepted) that carry trains of the outer family: a flow uses
+ * fds[hash % n], and every outer packet of the family, trains or not, then
+ * has the source port ports[hash % n] (raw sends included), so a flow keeps
+ * one 5-tuple on the underlay. n 0: no trains, ports from the flow hash.
+ * -1 for a bad family or n over LISPD_GSO_SENDERS. */
+int lispd_dp_set_gso_senders(struct lispd_dp *dp, uint8_t family, const int *fds,
+                             const uint16_t *ports, uint32_t n);
+
+/* What the kernel's GSO would make of one read: the packet (after its
+ * virtio-net header at vnet; its IP header at l3: 0 for a TUN, 14 for a TAP
+ * frame) cut into segments, each written whole at out one after the other,
+ * their lengths in lengths; a packet without GSO comes back as it is, its
+ * NEEDS_CSUM checksum completed. Returns how many, -1 when header and
+ * packet disagree, -2 when out or max_segments is too small. */
+int lispd_gso_segment(const uint8_t *vnet, const uint8_t *packet, size_t len, uint32_t l3,
+                      uint8_t *out, size_t out_cap, uint32_t *lengths, uint32_t max_segments);
+
+/* The ETR's coalescing: n packets (lengths[i] octets each, one after the
+ * other in packets, IP header at l3) as written to a device with
+ * IFF_VNET_HDR: each output at out is a virtio-net header and a packet,
+ * out_lengths[k] octets together; runs of one TCP flow become one
+ * super-packet (at most 128 segments, 65535 octets of IP). packets is
+ * rewritten in places. Returns how many outputs, -2 when out is too small. */
+int lispd_gro_coalesce(uint8_t *packets, const uint32_t *lengths, uint32_t n, uint32_t l3,
+                       uint8_t *out, size_t out_cap, uint32_t *out_lengths);
 
 /* Send one packet of TUN tun that waited for its mapping: copied into a
  * buffer of the data plane's own (not the batch buffers: misses of the last

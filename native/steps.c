@@ -22,10 +22,6 @@ enum {
     VXLAN_HEADER = 8,
     ETHER_HEADER = 14,
     VXLAN_FLAG_I = 0x08,
-    /* RFC 9300 section 5.3 and RFC 7348 section 5: the UDP source port is a
-     * hash of the inner flow, taken from the dynamic range 49152-65535. */
-    SOURCE_PORT_BASE = 0xC000,
-    SOURCE_PORT_MASK = 0x3FFF,
     ECN_MASK = 0x03,
     ECN_NOT_ECT = 0x00,
     ECN_ECT1 = 0x01,
@@ -237,8 +233,7 @@ static int lisp_encap(struct lispd_dp *dp, uint8_t *buf, size_t cap, size_t offs
     /* RFC 9300 5.3: the inner TTL and TOS (ECN included, RFC 6040 normal
      * mode) are copied to the outer header. */
     size_t ip_off = write_outer(buf, cap, lisp_off, in->length + LISP_HEADER, rloc->family, source,
-                                rloc->address, (uint16_t)(SOURCE_PORT_BASE | (hash & SOURCE_PORT_MASK)),
-                                LISPD_LISP_PORT, in->tos, in->ttl, hash & 0xFFFFF);
+                                rloc->address, dp_source_port(dp, rloc->family, hash), LISPD_LISP_PORT, in->tos, in->ttl, hash & 0xFFFFF);
     v->verdict = LISPD_VERDICT_SEND;
     v->offset = (uint32_t)ip_off;
     v->length = (uint32_t)(in->length + overhead);
@@ -458,8 +453,7 @@ void lispd_vxlan_encap(struct lispd_dp *dp, uint32_t segment, uint8_t *buf, size
     size_t vxlan_off = offset - VXLAN_HEADER;
     lispd_vxlan_header_write(buf, cap, vxlan_off, s->vni);
     size_t ip_off = write_outer(buf, cap, vxlan_off, length + VXLAN_HEADER, s->family, s->local,
-                                peer->address, (uint16_t)(SOURCE_PORT_BASE | (hash & SOURCE_PORT_MASK)),
-                                LISPD_VXLAN_PORT, 0, 64, hash & 0xFFFFF);
+                                peer->address, dp_source_port(dp, s->family, hash), LISPD_VXLAN_PORT, 0, 64, hash & 0xFFFFF);
     v->verdict = LISPD_VERDICT_SEND;
     v->offset = (uint32_t)ip_off;
     v->length = (uint32_t)(length + overhead);

@@ -49,6 +49,14 @@ COUNTERS = (
     "fdb_learned",
     "fdb_learn_full",
     "batches",
+    "super_reads",
+    "gso_trains",
+    "gso_segments",
+    "gso_fallbacks",
+    "gro_trains",
+    "gro_segments",
+    "super_writes",
+    "super_segments",
 )
 
 

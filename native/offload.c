@@ -1,0 +1,379 @@
+/*
+ * The offload path of the fast path: super-packets read from a TUN/TAP
+ * opened with IFF_VNET_HDR leave as UDP_SEGMENT trains (one sendmsg for up
+ * to LISPD_TRAIN encapsulated segments, whose payloads are gathered from
+ * the read buffer where they lie), and datagrams that arrived in UDP_GRO
+ * trains are written back to the device as coalesced super-packets (one
+ * writev). Whatever does not fit that shape (misses, drops, floods, ICMP
+ * answers, a train the kernel refuses) is cut into whole segments and goes
+ * through the plain steps one by one: the slow path.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <netinet/in.h>
+
+#include "dataplane.h"
+#include "wire.h"
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
+enum {
+    ETHER = 14,
+    TUNNEL_HEADER = 8,      /* LISP and VXLAN alike */
+    LISP_N = 0x80,
+    /* A train's UDP payload: under what one IP packet's length field can
+     * say, so the kernel takes it whole (IPv6 headers included). */
+    TRAIN_BYTES = 65000
+};
+
+/* -- the slow path ------------------------------------------------------------ */
+
+/* Room for one whole segment behind headroom, good until the end of the
+ * batch; NULL when there is none left (queued sends are flushed first and
+ * the area reused, unless a miss handed to Python points into it). */
+static uint8_t *slow_slot(struct lispd_dp *dp, size_t len)
+{
+    size_t need = (LISPD_HEADROOM + len + 7) & ~(size_t)7;
+    if (need > SLOW_AREA)
+        return NULL;
+    if (dp->slow_used + need > SLOW_AREA) {
+        dp_flush_queues(dp);
+        if (dp->slow_pinned)
+            return NULL;
+        dp->slow_used = 0;
+    }
+    uint8_t *slot = dp->slow + dp->slow_used;
+    dp->slow_used += need;
+    return slot;
+}
+
+typedef void (*segment_step)(struct lispd_dp *dp, uint8_t *buf, size_t len, void *context);
+
+/* Segments from..end of the super-packet p, each whole in a slot of its
+ * own, to step. */
+static void cut_slowly(struct lispd_dp *dp, const uint8_t *p, size_t len,
+                       const struct gso_plan *plan, uint32_t from, segment_step step,
+                       void *context)
+{
+    for (uint32_t k = from; k < plan->segments; k++) {
+        uint8_t header[SEGMENT_HEADER_MAX];
+        const uint8_t *chunk;
+        size_t chunk_len;
+        size_t hlen = gso_segment(p, len, plan, k, header, &chunk, &chunk_len);
+        uint8_t *slot = slow_slot(dp, hlen + chunk_len);
+        if (slot == NULL) {
+            dp->counters.drops[LISPD_DROP_BAD_OFFLOAD] += plan->segments - k;
+            return;
+        }
+        memcpy(slot + LISPD_HEADROOM, header, hlen);
+        memcpy(slot + LISPD_HEADROOM + hlen, chunk, chunk_len);
+        step(dp, slot, hlen + chunk_len, context);
+    }
+}
+
+static void itr_slow_step(struct lispd_dp *dp, uint8_t *buf, size_t len, void *context)
+{
+    struct itr_context *c = context;
+    uint32_t before = *c->n_misses;
+    dp_itr_packet(dp, buf, len, c);
+    if (*c->n_misses != before)
+        dp->slow_pinned = 1;
+}
+
+static void vxlan_slow_step(struct lispd_dp *dp, uint8_t *buf, size_t len, void *context)
+{
+    dp_vxlan_tx_frame(dp, buf, len, *(const uint32_t *)context);
+}
+
+/* -- trains ---------------------------------------------------------------------- */
+
+/* What every datagram of a train shares, read off the first segment's
+ * outer headers as the plain step built them. */
+struct train {
+    int fd;
+    uint8_t family;
+    uint8_t source[16], destination[16];
+    uint16_t port;
+    uint8_t tos, ttl;
+    uint8_t tunnel[TUNNEL_HEADER];  /* the LISP or VXLAN header */
+    int fresh_nonce;                /* LISP with N: a nonce per datagram */
+};
+
+/* From the probe's SEND verdict; -1 when no train sender has its source
+ * port (none for the family). */
+static int train_of(const struct lispd_dp *dp, const struct lispd_verdict *v, struct train *t)
+{
+    const uint8_t *o = dp->probe + v->offset;
+    int v6 = v->family == LISPD_FAMILY_IPV6;
+    size_t ip = v6 ? IPV6_HEADER : IPV4_HEADER, alen = v6 ? 16 : 4;
+    const struct dp_senders *s = dp_senders_of(dp, v->family);
+    uint16_t port = get_be16(o + ip);
+    t->fd = -1;
+    for (uint32_t i = 0; i < s->n; i++)
+        if (s->ports[i] == port)
+            t->fd = s->fds[i];
+    if (t->fd < 0)
+        return -1;
+    t->family = v->family;
+    memcpy(t->source, o + (v6 ? 8 : 12), alen);
+    memcpy(t->destination, o + (v6 ? 24 : 16), alen);
+    t->port = get_be16(o + ip + 2);
+    t->tos = v6 ? (uint8_t)((o[0] & 0x0F) << 4 | o[1] >> 4) : o[1];
+    t->ttl = v6 ? o[7] : o[8];
+    memcpy(t->tunnel, o + ip + UDP_HEADER, TUNNEL_HEADER);
+    t->fresh_nonce = t->port == LISPD_LISP_PORT && (t->tunnel[0] & LISP_N);
+    return 0;
+}
+
+/* One sendmsg: the datagrams in iov (header, chunk pairs), every one size
+ * octets but the last, towards t, from t's source, with t's TOS and TTL.
+ * Whether the kernel took it. */
+static int send_group(const struct train *t, struct iovec *iov, size_t n_iov, uint16_t size)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(uint16_t)) + CMSG_SPACE(sizeof(struct in6_pktinfo)) +
+                 2 * CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = n_iov, .msg_control = control.buf,
+                       .msg_controllen = sizeof control.buf};
+    int v6 = t->family == LISPD_FAMILY_IPV6;
+    if (v6) {
+        memset(&a6, 0, sizeof a6);
+        a6.sin6_family = AF_INET6;
+        a6.sin6_port = htons(t->port);
+        memcpy(&a6.sin6_addr, t->destination, 16);
+        m.msg_name = &a6;
+        m.msg_namelen = sizeof a6;
+    } else {
+        memset(&a4, 0, sizeof a4);
+        a4.sin_family = AF_INET;
+        a4.sin_port = htons(t->port);
+        memcpy(&a4.sin_addr, t->destination, 4);
+        m.msg_name = &a4;
+        m.msg_namelen = sizeof a4;
+    }
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = IPPROTO_UDP;
+    c->cmsg_type = UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof size);
+    memcpy(CMSG_DATA(c), &size, sizeof size);
+    c = CMSG_NXTHDR(&m, c);
+    int tos = t->tos, ttl = t->ttl ? t->ttl : 1;
+    if (v6) {
+        struct in6_pktinfo info = {.ipi6_ifindex = 0};
+        memcpy(&info.ipi6_addr, t->source, 16);
+        c->cmsg_level = IPPROTO_IPV6;
+        c->cmsg_type = IPV6_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof info);
+        memcpy(CMSG_DATA(c), &info, sizeof info);
+        c = CMSG_NXTHDR(&m, c);
+        c->cmsg_level = IPPROTO_IPV6;
+        c->cmsg_type = IPV6_TCLASS;
+        c->cmsg_len = CMSG_LEN(sizeof tos);
+        memcpy(CMSG_DATA(c), &tos, sizeof tos);
+        c = CMSG_NXTHDR(&m, c);
+        c->cmsg_level = IPPROTO_IPV6;
+        c->cmsg_type = IPV6_HOPLIMIT;
+    } else {
+        struct in_pktinfo info = {.ipi_ifindex = 0};
+        memcpy(&info.ipi_spec_dst, t->source, 4);
+        c->cmsg_level = IPPROTO_IP;
+        c->cmsg_type = IP_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof info);
+        memcpy(CMSG_DATA(c), &info, sizeof info);
+        c = CMSG_NXTHDR(&m, c);
+        c->cmsg_level = IPPROTO_IP;
+        c->cmsg_type = IP_TOS;
+        c->cmsg_len = CMSG_LEN(sizeof tos);
+        memcpy(CMSG_DATA(c), &tos, sizeof tos);
+        c = CMSG_NXTHDR(&m, c);
+        c->cmsg_level = IPPROTO_IP;
+        c->cmsg_type = IP_TTL;
+    }
+    c->cmsg_len = CMSG_LEN(sizeof ttl);
+    memcpy(CMSG_DATA(c), &ttl, sizeof ttl);
+    size_t want = 0;
+    for (size_t i = 0; i < n_iov; i++)
+        want += iov[i].iov_len;
+    ssize_t r;
+    do
+        r = sendmsg(t->fd, &m, MSG_DONTWAIT);
+    while (r < 0 && errno == EINTR);
+    return r == (ssize_t)want;
+}
+
+/* The super-packet p as trains behind t's tunnel header. Returns the first
+ * segment not sent: plan->segments when all went. */
+static uint32_t send_train(struct lispd_dp *dp, const struct train *t, const uint8_t *p,
+                           size_t len, const struct gso_plan *plan, uint64_t *packets,
+                           uint64_t *bytes)
+{
+    size_t outer = (t->family == LISPD_FAMILY_IPV6 ? IPV6_HEADER : IPV4_HEADER) + UDP_HEADER;
+    uint32_t k = 0;
+    while (k < plan->segments) {
+        uint32_t j = 0;
+        size_t sum = 0, size = 0;
+        for (; k + j < plan->segments && j < LISPD_TRAIN; j++) {
+            uint8_t *h = dp->train_headers[j];
+            const uint8_t *chunk;
+            size_t chunk_len;
+            size_t hlen = gso_segment(p, len, plan, k + j, h + TUNNEL_HEADER, &chunk, &chunk_len);
+            size_t one = TUNNEL_HEADER + hlen + chunk_len;
+            if (sum + one > TRAIN_BYTES)
+                break;
+            if (j == 0)
+                size = one;
+            memcpy(h, t->tunnel, TUNNEL_HEADER);
+            if (t->fresh_nonce) {
+                uint32_t nonce = dp_next_nonce(dp);
+                h[1] = (uint8_t)(nonce >> 16);
+                h[2] = (uint8_t)(nonce >> 8);
+                h[3] = (uint8_t)nonce;
+            }
+            dp->train_iov[2 * j] = (struct iovec){h, TUNNEL_HEADER + hlen};
+            dp->train_iov[2 * j + 1] = (struct iovec){(void *)chunk, chunk_len};
+            sum += one;
+        }
+        if (j == 0 || !send_group(t, dp->train_iov, 2 * (size_t)j, (uint16_t)size))
+            return k;
+        dp->counters.gso_trains++;
+        dp->counters.gso_segments += j;
+        *packets += j;
+        *bytes += sum + j * outer;
+        k += j;
+    }
+    return k;
+}
+
+/* Segment 0 of the super-packet p into the probe, behind headroom: the
+ * packet the plain step decides on for the whole super-packet (the same
+ * addresses, ports and flow). Returns its length. */
+static size_t probe_first(struct lispd_dp *dp, const uint8_t *p, size_t len,
+                          const struct gso_plan *plan)
+{
+    const uint8_t *chunk;
+    size_t chunk_len;
+    uint8_t *at = dp->probe + LISPD_HEADROOM;
+    size_t hlen = gso_segment(p, len, plan, 0, at, &chunk, &chunk_len);
+    memcpy(at + hlen, chunk, chunk_len);
+    return hlen + chunk_len;
+}
+
+void dp_itr_super(struct lispd_dp *dp, uint8_t *buf, size_t len, const struct vnet_hdr *h,
+                  struct itr_context *c)
+{
+    uint8_t *p = buf + LISPD_HEADROOM;
+    struct gso_plan plan;
+    if (gso_plan(p, len, 0, h, &plan) < 0) {
+        dp->counters.drops[LISPD_DROP_BAD_OFFLOAD]++;
+        return;
+    }
+    dp->counters.super_reads++;
+    size_t first = probe_first(dp, p, len, &plan);
+    struct lispd_verdict v;
+    lispd_itr_process(dp, c->tun, dp->probe, LISPD_BUFFER, LISPD_HEADROOM, first,
+                      dp_next_nonce(dp), &v);
+    uint32_t from = 0;
+    struct train t;
+    if (v.verdict == LISPD_VERDICT_SEND && train_of(dp, &v, &t) == 0) {
+        /* Packets of this batch still queued go first: no reordering. */
+        dp_flush_queues(dp);
+        from = send_train(dp, &t, p, len, &plan, &dp->counters.itr_packets,
+                          &dp->counters.itr_bytes);
+        if (from == plan.segments)
+            return;
+        dp->counters.gso_fallbacks++;
+    }
+    cut_slowly(dp, p, len, &plan, from, itr_slow_step, c);
+}
+
+static int ip_ethertype(const uint8_t *frame, size_t len)
+{
+    if (len < ETHER)
+        return 0;
+    uint16_t type = get_be16(frame + 12);
+    return type == 0x0800 || type == 0x86DD;
+}
+
+void dp_vxlan_tx_super(struct lispd_dp *dp, uint8_t *buf, size_t len, const struct vnet_hdr *h,
+                       uint32_t segment)
+{
+    uint8_t *p = buf + LISPD_HEADROOM;
+    struct gso_plan plan;
+    if (!ip_ethertype(p, len) || gso_plan(p, len, ETHER, h, &plan) < 0) {
+        dp->counters.drops[LISPD_DROP_BAD_OFFLOAD]++;
+        return;
+    }
+    dp->counters.super_reads++;
+    size_t first = probe_first(dp, p, len, &plan);
+    struct lispd_verdict v;
+    lispd_vxlan_tx_process(dp, segment, dp->probe, LISPD_BUFFER, LISPD_HEADROOM, first, &v);
+    uint32_t from = 0;
+    struct train t;
+    if (v.verdict == LISPD_VERDICT_SEND && train_of(dp, &v, &t) == 0) {
+        dp_flush_queues(dp);
+        from = send_train(dp, &t, p, len, &plan, &dp->counters.vxlan_tx_packets,
+                          &dp->counters.vxlan_tx_bytes);
+        if (from == plan.segments)
+            return;
+        dp->counters.gso_fallbacks++;
+    }
+    cut_slowly(dp, p, len, &plan, from, vxlan_slow_step, &segment);
+}
+
+/* -- writes of what arrived in trains ------------------------------------------- */
+
+static void emit_write(void *context, struct iovec *iov, int iovcnt, uint32_t segments,
+                       size_t bytes)
+{
+    struct lispd_dp *dp = context;
+    ssize_t want = 0;
+    for (int i = 0; i < iovcnt; i++)
+        want += (ssize_t)iov[i].iov_len;
+    if (writev(dp->coalescer_fd, iov, iovcnt) != want) {
+        dp->counters.drops[LISPD_DROP_WRITE_ERROR] += segments;
+        return;
+    }
+    *dp->coalescer_packets += segments;
+    *dp->coalescer_bytes += bytes;
+    if (segments > 1) {
+        dp->counters.super_writes++;
+        dp->counters.super_segments += segments;
+    }
+}
+
+void dp_coalescer_flush(struct lispd_dp *dp)
+{
+    coalescer_flush(&dp->coalescer);
+}
+
+void dp_write_decapsulated(struct lispd_dp *dp, int fd, size_t l3, uint8_t *p, size_t len,
+                           int in_train, uint64_t *packets, uint64_t *bytes)
+{
+    struct coalescer *c = &dp->coalescer;
+    if (c->emit == NULL)
+        coalescer_init(c, l3, emit_write, dp);
+    int joins = in_train && (l3 == 0 || ip_ethertype(p, len));
+    if (!joins || dp->coalescer_fd != fd || c->l3 != l3)
+        coalescer_flush(c);
+    dp->coalescer_fd = fd;
+    dp->coalescer_packets = packets;
+    dp->coalescer_bytes = bytes;
+    c->l3 = l3;
+    if (joins) {
+        coalescer_add(c, p, len);
+        return;
+    }
+    static const uint8_t none[LISPD_VNET_HDR];
+    struct iovec iov[2] = {{(void *)none, sizeof none}, {p, len}};
+    emit_write(dp, iov, 2, 1, len);
+}
