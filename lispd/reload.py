@@ -6,7 +6,7 @@ traffic stay up: database-mappings (register, deregister, SMR, addresses and
 routes), static mappings, map-servers, map-resolvers, proxy-ETRs, intervals,
 the map-server's sites, VXLAN flood lists, static MACs and ageing, logging.
 What would need devices, sockets or machines made or unmade (underlay,
-TUNs, instances, a role or a segment added or removed) is refused, naming
+TUNs, instances, offloads, a role or a segment added or removed) is refused, naming
 the keys, and the old configuration keeps running: a half-applied reload
 would be worse than none.
 """
@@ -90,6 +90,7 @@ def restart_needed(old: Config, new: Config) -> tuple[str, ...]:
 
     differ("daemon.control-socket", lambda c: c.daemon.control_socket)
     differ("daemon.metrics-listen", lambda c: c.daemon.metrics_listen)
+    differ("daemon.offloads", lambda c: c.daemon.offloads)
     differ("underlay", lambda c: c.underlay)
     differ("xtr", lambda c: c.xtr is None)
     differ("map-server", lambda c: c.map_server is None)

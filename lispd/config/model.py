@@ -19,6 +19,7 @@ IPNetwork = IPv4Network | IPv6Network
 
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+Offloads = Literal["auto", "off"]
 NegativeAction = Literal["drop", "native-forward", "send-map-request"]
 KeyIdName = Literal["hmac-sha1", "hmac-sha256"]
 
@@ -32,13 +33,18 @@ class DaemonConfig:
     Prometheus text format; None serves none. `ready_timeout` is how long
     start-up waits for the first acknowledged registration before telling
     systemd it is ready anyway (0: not at all), so a map-server that is down
-    delays a boot by that much at most.
+    delays a boot by that much at most. `offloads` "auto" opens the TUN/TAP
+    devices with TCP/UDP segmentation offload (IFF_VNET_HDR, TUNSETOFFLOAD)
+    and uses UDP GSO/GRO on the underlay sockets where the kernel supports
+    them, falling back to the plain batched path where it refuses; "off"
+    always takes the plain batched path.
     """
 
     control_socket: Path = Path("/run/lispd/control.sock")
     log_format: LogFormat = "auto"
     log_level: LogLevel = "info"
     metrics_listen: tuple[IPAddress, int] | None = None
+    offloads: Offloads = "auto"
     ready_timeout: float = 15.0
 
 

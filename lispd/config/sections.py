@@ -24,6 +24,7 @@ from lispd.config.model import (
     MapServerConfig,
     MapServerPeerConfig,
     NegativeAction,
+    Offloads,
     RlocConfig,
     SiteConfig,
     StaticMac,
@@ -78,6 +79,7 @@ DAEMON = Table(
         Key("log-format", choice(*get_args(LogFormat))),
         Key("log-level", choice(*get_args(LogLevel))),
         Key("metrics-listen", address_port),
+        Key("offloads", choice(*get_args(Offloads))),
         Key("ready-timeout", seconds(0, READY_TIMEOUT_MAX)),
     ),
 )

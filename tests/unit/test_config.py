@@ -749,6 +749,10 @@ CASES: dict[str, tuple[str, str, str]] = {
     "metrics-listen not a string": ('[daemon]\nmetrics-listen = 9100\n' + BASE,
                                     "daemon.metrics-listen",
                                     "expected a string, got an integer (9100)"),
+    "offloads not a choice": ('[daemon]\noffloads = "maybe"\n' + BASE, "daemon.offloads",
+                              "'maybe' is not one of 'auto', 'off'"),
+    "offloads a boolean": ('[daemon]\noffloads = false\n' + BASE, "daemon.offloads",
+                           "expected a string, got a boolean (false)"),
     "ready-timeout negative": ('[daemon]\nready-timeout = -1\n' + BASE, "daemon.ready-timeout",
                                "-1 is out of range 0..600 seconds"),
     "ready-timeout too long": ('[daemon]\nready-timeout = 601\n' + BASE, "daemon.ready-timeout",
@@ -984,6 +988,19 @@ def test_log_format_auto_and_metrics_listen_forms() -> None:
     ]:
         daemon = parse(f'[daemon]\nlog-format = "auto"\nmetrics-listen = "{text}"\n' + BASE).daemon
         assert (daemon.log_format, daemon.metrics_listen) == ("auto", expected)
+
+
+def test_offloads_auto_by_default_and_off_when_asked() -> None:
+    assert parse(BASE).daemon.offloads == "auto"
+    assert parse('[daemon]\noffloads = "auto"\n' + BASE).daemon.offloads == "auto"
+    assert parse('[daemon]\noffloads = "off"\n' + BASE).daemon.offloads == "off"
+
+
+def test_a_bad_offloads_is_one_line_naming_the_key() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse('[daemon]\noffloads = "maybe"\n' + BASE, "lispd.toml")
+    assert str(raised.value) == ("lispd.toml:2: daemon.offloads: 'maybe' is not one of "
+                                 "'auto', 'off'")
 
 
 def test_vni_zero_and_ipv6_vtep_are_fine() -> None:

@@ -1,12 +1,15 @@
 """What a reload changes in the control machines: map-servers of the
-registrar, sites of the map-server (fake clock, no I/O)."""
+registrar, sites of the map-server (fake clock, no I/O); and what it
+refuses, needing a restart."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from lispd.config import parse
 from lispd.control.mapserver import MapServer, Site
 from lispd.mapcache import EidPrefix
+from lispd.reload import restart_needed, summary
 from lispd.wire import auth
 from lispd.wire.control import decode, encode
 from lispd.wire.messages import MapNotify, MapNotifyAck
@@ -152,3 +155,32 @@ def test_a_removed_site_takes_its_subscriptions_and_a_late_ack_is_harmless() -> 
     assert ms.receive(ack, ETR_B, 4342, 2.5) == []
     # Nothing is sent for cloud-b any more.
     assert all(d.destination != ETR_B for d in ms.timer(10.0))
+
+
+# -- what needs a restart ------------------------------------------------------------
+
+NODE = """
+[underlay]
+rlocs = ["198.18.1.10"]
+
+[xtr]
+eid-space = ["192.0.2.0/24"]
+"""
+
+
+def test_offloads_changed_needs_a_restart_and_naming_it_again_does_not() -> None:
+    auto = parse('[daemon]\noffloads = "auto"\n' + NODE)
+    off = parse('[daemon]\noffloads = "off"\n' + NODE)
+    assert restart_needed(auto, off) == ("daemon.offloads",)
+    assert restart_needed(off, auto) == ("daemon.offloads",)
+    # The default is "auto": writing it out changes nothing.
+    assert restart_needed(parse(NODE), auto) == ()
+    assert summary(parse(NODE), auto) == []
+
+
+def test_offloads_is_named_beside_the_other_restart_keys() -> None:
+    old = parse(NODE)
+    new = parse('[daemon]\noffloads = "off"\ncontrol-socket = "/run/lispd/other.sock"\n'
+                'metrics-listen = "127.0.0.1:9100"\n' + NODE)
+    assert restart_needed(old, new) == ("daemon.control-socket", "daemon.metrics-listen",
+                                        "daemon.offloads")
