@@ -28,6 +28,9 @@ BATCH: int = lib.LISPD_BATCH
 HEADROOM: int = lib.LISPD_HEADROOM
 BUFFER: int = lib.LISPD_BUFFER
 RECENT_ITRS: int = lib.LISPD_RECENT_ITRS
+VNET_HDR: int = lib.LISPD_VNET_HDR
+GSO_SENDERS: int = lib.LISPD_GSO_SENDERS
+_MAX_SEGMENTS = 65536
 DROP_REASONS: dict[int, str] = {
     value: name for value, name in constants("LISPD_DROP_").items() if name != "count"
 }
@@ -139,6 +142,23 @@ class FastPath:
         if index < 0:
             raise FastPathError(f"cannot add VXLAN segment {vni}")
         return index
+
+    def set_vnet(self, layer: int, index: int, on: bool) -> None:
+        """The device (layer 3: TUN index, 2: segment index) carries
+        virtio-net headers: super-packets in, coalesced writes out."""
+        if lib.lispd_dp_set_vnet(self._dp, layer, index, int(on)) < 0:
+            raise FastPathError(f"no layer-{layer} device {index}")
+
+    def set_train_senders(self, version: int, senders: list[tuple[int, int]]) -> None:
+        """(fd, bound port) of the UDP sockets trains of the outer family
+        leave by; [] for none (and ports from the flow hash again)."""
+        if len(senders) > GSO_SENDERS:
+            raise FastPathError(f"{len(senders)} train senders, at most {GSO_SENDERS}")
+        fds = ffi.new("int[]", [fd for fd, _ in senders] or [0])
+        ports = ffi.new("uint16_t[]", [port for _, port in senders] or [0])
+        family = lib.LISPD_FAMILY_IPV6 if version == 6 else lib.LISPD_FAMILY_IPV4
+        if lib.lispd_dp_set_gso_senders(self._dp, family, fds, ports, len(senders)) < 0:
+            raise FastPathError(f"cannot set IPv{version} train senders")
 
     def set_flood(self, segment: int, peers: tuple[IpAddress, ...]) -> None:
         array = ffi.new("struct lispd_locator[]", max(len(peers), 1))
@@ -268,3 +288,46 @@ class FastPath:
                                    _family(source), buffer_in(source.packed), now_ms,
                                    self._verdict)
         return self._verdict_of(buf)
+
+
+class OffloadError(ValueError):
+    """The C offload routines refused a packet (header and packet disagree)."""
+
+
+def gso_segment(vnet_header: bytes, packet: bytes, l3: int = 0) -> list[bytes]:
+    """lispd_gso_segment: what the fast path cuts one TUN (l3 0) or TAP
+    (l3 14) read into; twin of lispd.dataplane.gso.segment."""
+    if len(vnet_header) != VNET_HDR:
+        raise OffloadError(f"virtio-net header of {len(vnet_header)} octets")
+    room = len(packet) * 3 + 65536
+    out = ffi.new("uint8_t[]", room)
+    lengths = ffi.new("uint32_t[]", _MAX_SEGMENTS)
+    n: int = lib.lispd_gso_segment(buffer_in(vnet_header), buffer_in(packet), len(packet), l3,
+                                   out, room, lengths, _MAX_SEGMENTS)
+    if n < 0:
+        raise OffloadError("header and packet disagree" if n == -1 else "no room")
+    pieces, at = [], 0
+    for length in lengths[0:n]:
+        pieces.append(bytes(ffi.buffer(out + at, length)))
+        at += length
+    return pieces
+
+
+def gro_coalesce(packets: list[bytes], l3: int = 0) -> list[tuple[bytes, bytes]]:
+    """lispd_gro_coalesce: (virtio-net header, packet) as the ETR writes
+    them; twin of lispd.dataplane.gso.coalesce."""
+    data = bytearray(b"".join(packets))
+    room = len(data) + VNET_HDR * len(packets) + 1
+    out = ffi.new("uint8_t[]", room)
+    lengths = ffi.new("uint32_t[]", max(len(packets), 1))
+    n: int = lib.lispd_gro_coalesce(ffi.from_buffer("uint8_t[]", data),
+                                    ffi.new("uint32_t[]", [len(p) for p in packets] or [0]),
+                                    len(packets), l3, out, room, lengths)
+    if n < 0:
+        raise OffloadError("no room")
+    outputs, at = [], 0
+    for length in lengths[0:n]:
+        whole = bytes(ffi.buffer(out + at, length))
+        outputs.append((whole[:VNET_HDR], whole[VNET_HDR:]))
+        at += length
+    return outputs

@@ -37,6 +37,7 @@ NEEDS_CSUM = 1
 GSO_NONE, GSO_TCPV4, GSO_UDP_L4, GSO_TCPV6 = 0, 1, 5, 4
 VNET_HDR_LEN = 10
 MAX_SUPER = 65535
+MAX_RUN = 128  # segments in one super-packet (the C coalescer's iovecs)
 _HDR = struct.Struct("<BBHHHH")
 _TCP, _UDP = 6, 17
 _FIN, _PSH, _CWR = 0x01, 0x08, 0x80
@@ -137,8 +138,9 @@ def segment(header: VirtioNetHdr, packet: bytes) -> list[bytes]:
         done = bytearray(packet)
         struct.pack_into("!H", done, start + offset, 0)
         # The field held the pseudo-header sum; a zero field plus it is the same.
+        # A computed 0 goes out as 0xFFFF (skb_checksum_help; RFC 768 for UDP).
         partial = csum_add(0, packet[start:])
-        struct.pack_into("!H", done, start + offset, csum_fold(partial))
+        struct.pack_into("!H", done, start + offset, csum_fold(partial) or 0xFFFF)
         return [bytes(done)]
     layout = _layout(packet)
     wanted = {GSO_TCPV4: (4, _TCP), GSO_TCPV6: (6, _TCP), GSO_UDP_L4: (layout.version, _UDP)}
@@ -207,7 +209,21 @@ def _joinable(run: list[bytes], layout: _Layout, size: int, nxt: bytes) -> bool:
     seq = struct.unpack_from("!I", last, layout.l4 + 4)[0]
     expected = (seq + last_length) & 0xFFFFFFFF
     return (struct.unpack_from("!I", nxt, layout.l4 + 4)[0] == expected
-            and 0 < len(nxt) - layout.payload <= size)
+            and 0 < len(nxt) - layout.payload <= size and _whole(nxt, layout))
+
+
+def _whole(packet: bytes, layout: _Layout) -> bool:
+    """No trailing octets past the IP length, and a right TCP checksum: a run
+    goes up with its checksum left to the kernel, so a damaged segment must
+    not hide in it."""
+    if layout.version == 4:
+        length = struct.unpack_from("!H", packet, 2)[0]
+    else:
+        length = 40 + struct.unpack_from("!H", packet, 4)[0]
+    if length != len(packet):
+        return False
+    l4_length = len(packet) - layout.l4
+    return csum_fold(csum_add(_pseudo_sum(packet, layout, l4_length), packet[layout.l4:])) == 0
 
 
 def _coalescible(packet: bytes) -> _Layout | None:
@@ -222,7 +238,7 @@ def _coalescible(packet: bytes) -> _Layout | None:
         return None
     if layout.version == 4 and packet[6] & 0x3F | packet[7]:  # a fragment
         return None
-    return layout
+    return layout if _whole(packet, layout) else None
 
 
 def coalesce(packets: list[bytes]) -> list[tuple[VirtioNetHdr, bytes]]:
@@ -241,7 +257,8 @@ def coalesce(packets: list[bytes]) -> list[tuple[VirtioNetHdr, bytes]]:
             while index + len(run) < len(packets):
                 nxt = packets[index + len(run)]
                 grown = total + len(nxt) - layout.payload
-                if grown > MAX_SUPER or not _joinable(run, layout, size, nxt):
+                if (grown > MAX_SUPER or len(run) == MAX_RUN
+                        or not _joinable(run, layout, size, nxt)):
                     break
                 run.append(nxt)
                 total = grown
