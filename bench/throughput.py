@@ -1,25 +1,32 @@
-"""Data-plane throughput: lispd against kernel VXLAN and the bare veth, in one run.
+"""Data-plane throughput: lispd against kernel VXLAN, OpenOverlayRouter and a bare veth.
 
-Four paths, each between its own two namespaces joined by a veth:
+Seven paths, each between its own two namespaces joined by a veth:
 
-    direct   the underlay itself, no tunnel
-    kvxlan   kernel VXLAN (vni 42, port 4789) on the veth
-    lisp     lispd LISP xTRs (TUN, UDP 4341)
-    vxlan    lispd VXLAN VTEPs (TAP, UDP 4789)
+    direct       the underlay itself, no tunnel
+    kvxlan       kernel VXLAN (vni 42, port 4789) on the veth
+    oor          OpenOverlayRouter's data plane: two OOR xTRs (TUN, UDP 4341)
+                 with static map-cache entries pointing at each other
+    lisp         lispd LISP xTRs (TUN, UDP 4341), offloads "auto"
+    vxlan        lispd VXLAN VTEPs (TAP, UDP 4789), offloads "auto"
+    lisp-plain   lispd LISP xTRs, offloads "off" (the plain batched path)
+    vxlan-plain  lispd VXLAN VTEPs, offloads "off"
 
 Each round runs, per path (the order rotated each round), iperf3 single-stream
 TCP, UDP with 1400-byte payloads and UDP with 64-byte payloads (unlimited
 rate). The table shows the median over the rounds: TCP Gbit/s and
 retransmissions, UDP packets per second the receiver got (and the loss), each
 with its ratio to kernel VXLAN, and the CPU seconds spent per Gbit carried
-(whole machine, and the lispd processes alone). Drops are taken from lispd's
-own counters, from the kernel's UDP socket counters and from the devices.
-The same figures, every run included, go to bench/results/throughput-<UTC>.json.
+(whole machine, and the tunnel's daemons, lispd or OOR, alone). Drops are
+taken from lispd's own counters, from the kernel's UDP socket counters and
+from the devices. Each lispd says which data path it runs (`lispctl
+version`: "batched", "offload"). The same figures, every run included, go to
+bench/results/throughput-<UTC>.json.
 
-Needs root, iperf3 and iproute2. Everything happens in namespaces created
-(and deleted, even on failure or Ctrl-C) by lispd.lab.
+Needs root, iperf3 and iproute2 (and OpenOverlayRouter's `oor` for its
+path). Everything happens in namespaces created (and deleted, even on
+failure or Ctrl-C) by lispd.lab.
 
-    python bench/throughput.py [--seconds N] [--rounds N] [--quick]
+    python bench/throughput.py [--seconds N] [--rounds N] [--quick] [--paths a,b,...]
 """
 
 from __future__ import annotations
@@ -38,11 +45,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from lispd.lab import Lab, Lispd, lab
+from lispd import ctl
+from lispd.lab import Lab, Lispd, lab, oor_static_xtr
 
 RESULTS = Path(__file__).parent / "results"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -52,6 +61,7 @@ VXLAN_PORT = 4789
 # Beyond the test's own length: iperf3's set-up, its result exchange, slack.
 IPERF_GRACE_S = 20.0
 BASELINE = "kvxlan"
+OOR_START_S = 20.0  # how long OOR may take to route what its EIDs send
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,17 @@ class Route:
     server_addr: str
     daemons: list[Lispd] = field(default_factory=list)
     udp_port: int | None = None  # the tunnel's UDP port (socket drops)
+    # Tunnel daemons that are not lispd (OOR), by name: CPU only, no counters.
+    others: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # What each lispd says its data path is (lispctl version), at the start
+    # and at the end of the runs.
+    dataplane: dict[str, list[str]] = field(default_factory=dict)
+
+    def pids(self) -> dict[str, int]:
+        """The tunnel's daemons (lispd or OOR), name -> process id."""
+        pids = {d.name: d.process.pid for d in self.daemons if d.process is not None}
+        pids.update({name: process.pid for name, process in self.others.items()})
+        return pids
 
 
 # -- building the paths ---------------------------------------------------------
@@ -117,6 +138,32 @@ def build_kernel_vxlan(topology: Lab, workdir: Path) -> Route:
                  udp_port=VXLAN_PORT)
 
 
+def build_oor(topology: Lab, workdir: Path) -> Route:
+    """Two OOR xTRs, each the other's static map-cache entry. OOR sends its
+    own traffic via the default gateway of its RLOC interface: each side's
+    is the other's address. The EIDs go on OOR's TUN (lispTun0) once it
+    routes what they source into it."""
+    a, b, addr_a, addr_b = pair(topology, "oor", "7")
+    eid_a, eid_b = "192.0.2.30", "192.0.2.40"
+    route = Route("oor", "OOR LISP", a, b, eid_a, eid_b, udp_port=LISP_PORT)
+    sides = ((a, addr_a, eid_a, addr_b, eid_b, "oor-a"), (b, addr_b, eid_b, addr_a, eid_a, "oor-b"))
+    for ns, own, eid, peer, peer_eid, name in sides:
+        topology.ns(ns, "ip", "route", "add", "default", "via", peer)
+        config = oor_static_xtr(database=[(f"{eid}/32", own)], static=[(f"{peer_eid}/32", peer)])
+        route.others[name] = topology.oor(ns, config, workdir, name)
+    deadline = time.monotonic() + OOR_START_S
+    for ns, _, eid, _, _, name in sides:
+        while not topology.oor_routed(ns, [f"{eid}/32"]):
+            process = route.others[name]
+            if process.poll() is not None or time.monotonic() > deadline:
+                log = (workdir / f"oor-{name}.log").read_text(errors="replace")
+                raise RuntimeError(f"OOR {name} did not route its EID within {OOR_START_S:g} s"
+                                   f" (exit status {process.poll()}):\n{log[-2000:]}")
+            time.sleep(0.1)
+        topology.ns(ns, "ip", "addr", "add", f"{eid}/32", "dev", "lispTun0")
+    return route
+
+
 def lisp_config(own_rloc: str, peer_rloc: str, own_eid: str, peer_eid: str) -> str:
     return (
         f'[underlay]\nrlocs = ["{own_rloc}"]\n\n'
@@ -128,14 +175,16 @@ def lisp_config(own_rloc: str, peer_rloc: str, own_eid: str, peer_eid: str) -> s
     )
 
 
-def build_lisp(topology: Lab, workdir: Path) -> Route:
-    a, b, addr_a, addr_b = pair(topology, "lsp", "3")
-    eid_a, eid_b = "192.0.2.10", "192.0.2.20"
-    route = Route("lisp", "lispd LISP", a, b, eid_a, eid_b, udp_port=LISP_PORT)
+def build_lisp(topology: Lab, workdir: Path, *, name: str, title: str, role: str,
+               subnet: str, eids: tuple[str, str], offloads: str) -> Route:
+    a, b, addr_a, addr_b = pair(topology, role, subnet)
+    eid_a, eid_b = eids
+    route = Route(name, title, a, b, eid_a, eid_b, udp_port=LISP_PORT)
+    keys = f'offloads = "{offloads}"'
     route.daemons.append(topology.lispd(a, lisp_config(addr_a, addr_b, eid_a, eid_b),
-                                        workdir, "lisp-a"))
+                                        workdir, f"{name}-a", daemon=keys))
     route.daemons.append(topology.lispd(b, lisp_config(addr_b, addr_a, eid_b, eid_a),
-                                        workdir, "lisp-b"))
+                                        workdir, f"{name}-b", daemon=keys))
     return route
 
 
@@ -146,21 +195,45 @@ def vxlan_config(own: str, peer: str) -> str:
     )
 
 
-def build_lispd_vxlan(topology: Lab, workdir: Path) -> Route:
-    a, b, addr_a, addr_b = pair(topology, "lvx", "4")
-    route = Route("vxlan", "lispd VXLAN", a, b, "203.0.113.1", "203.0.113.2",
-                  udp_port=VXLAN_PORT)
-    for ns, own, peer, overlay, name in ((a, addr_a, addr_b, route.client_addr, "vxlan-a"),
-                                         (b, addr_b, addr_a, route.server_addr, "vxlan-b")):
-        route.daemons.append(topology.lispd(ns, vxlan_config(own, peer), workdir, name))
-        topology.ns(ns, "ip", "addr", "add", f"{overlay}/24", "dev", "vxl100")
+def build_lispd_vxlan(topology: Lab, workdir: Path, *, name: str, title: str, role: str,
+                      subnet: str, overlay: tuple[str, str], offloads: str) -> Route:
+    a, b, addr_a, addr_b = pair(topology, role, subnet)
+    route = Route(name, title, a, b, *overlay, udp_port=VXLAN_PORT)
+    keys = f'offloads = "{offloads}"'
+    for ns, own, peer, address, side in ((a, addr_a, addr_b, route.client_addr, "a"),
+                                         (b, addr_b, addr_a, route.server_addr, "b")):
+        route.daemons.append(topology.lispd(ns, vxlan_config(own, peer), workdir,
+                                            f"{name}-{side}", daemon=keys))
+        topology.ns(ns, "ip", "addr", "add", f"{address}/24", "dev", "vxl100")
         topology.ns(ns, "ip", "link", "set", "vxl100", "up")
     return route
 
 
-BUILDERS: tuple[Callable[[Lab, Path], Route], ...] = (
-    build_direct, build_kernel_vxlan, build_lisp, build_lispd_vxlan,
-)
+# Every path, in the order of the table; --paths picks some.
+PATHS: dict[str, Callable[[Lab, Path], Route]] = {
+    "direct": build_direct,
+    "kvxlan": build_kernel_vxlan,
+    "oor": build_oor,
+    "lisp": partial(build_lisp, name="lisp", title="lispd LISP", role="lsp", subnet="3",
+                    eids=("192.0.2.10", "192.0.2.20"), offloads="auto"),
+    "vxlan": partial(build_lispd_vxlan, name="vxlan", title="lispd VXLAN", role="lvx",
+                     subnet="4", overlay=("203.0.113.1", "203.0.113.2"), offloads="auto"),
+    "lisp-plain": partial(build_lisp, name="lisp-plain", title="lispd LISP plain", role="lspp",
+                          subnet="5", eids=("192.0.2.11", "192.0.2.21"), offloads="off"),
+    "vxlan-plain": partial(build_lispd_vxlan, name="vxlan-plain", title="lispd VXLAN plain",
+                           role="lvxp", subnet="6", overlay=("203.0.113.3", "203.0.113.4"),
+                           offloads="off"),
+}
+
+
+def dataplane_of(route: Route) -> None:
+    """Note what each lispd of the path says its data path is, now."""
+    for daemon in route.daemons:
+        try:
+            answer = str(daemon.request("version").get("dataplane", "not said"))
+        except (ctl.RequestError, OSError) as error:  # a daemon gone: the runs still count
+            answer = f"no answer ({error})"
+        route.dataplane.setdefault(daemon.name, []).append(answer)
 
 
 def reachable(topology: Lab, route: Route) -> bool:
@@ -191,9 +264,9 @@ def process_cpu(pid: int) -> float:
     return (int(after_name[11]) + int(after_name[12])) / CLK_TCK  # utime, stime
 
 
-def lispd_cpu(route: Route) -> dict[str, float]:
-    """CPU seconds of each lispd of the path, by name."""
-    return {d.name: process_cpu(d.process.pid) for d in route.daemons if d.process is not None}
+def daemon_cpu(route: Route) -> dict[str, float]:
+    """CPU seconds of each tunnel daemon (lispd, OOR) of the path, by name."""
+    return {name: process_cpu(pid) for name, pid in route.pids().items()}
 
 
 def kernel_counters(topology: Lab, ns: str, udp_port: int | None) -> dict[str, int]:
@@ -229,7 +302,7 @@ class Snapshot:
     when: float
     busy: float
     total: float
-    lispd: dict[str, float]
+    daemon_cpu: dict[str, float]
     daemons: dict[str, dict[str, int]]
     kernel: dict[str, dict[str, int]]
 
@@ -238,7 +311,7 @@ def snapshot(topology: Lab, route: Route, cpu_first: bool) -> Snapshot:
     """Counters around a run; the CPU figures are read nearest the run."""
     def cpu() -> tuple[float, float, float, dict[str, float]]:
         busy, total = system_cpu()
-        return time.monotonic(), busy, total, lispd_cpu(route)
+        return time.monotonic(), busy, total, daemon_cpu(route)
 
     first = cpu() if cpu_first else None
     daemons = {d.name: d.stats() for d in route.daemons}
@@ -290,7 +363,10 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float) -> None:
 
 def run_iperf(topology: Lab, route: Route, test: Test, seconds: float) -> dict[str, Any]:
     """One bounded iperf3 run; a dict of results (with "error" if it failed)."""
-    server = topology.popen(route.server_ns, "iperf3", "-s", "-1", "-p", str(IPERF_PORT),
+    # The server binds its address too: its UDP replies must come from it, and
+    # OOR only tunnels what its EIDs source (unbound, they go out natively).
+    server = topology.popen(route.server_ns, "iperf3", "-s", "-1", "-B", route.server_addr,
+                            "-p", str(IPERF_PORT),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     result: dict[str, Any] = {"path": route.name, "test": test.name}
     try:
@@ -336,12 +412,12 @@ def run_iperf(topology: Lab, route: Route, test: Test, seconds: float) -> dict[s
     result["system_cpu_s"] = after.busy - before.busy
     result["system_cpu_share"] = (after.busy - before.busy) / max(after.total - before.total,
                                                                    1e-9)
-    result["lispd_cpu_s_by_daemon"] = {
-        name: spent - before.lispd[name] for name, spent in after.lispd.items()}
-    result["lispd_cpu_s"] = sum(result["lispd_cpu_s_by_daemon"].values())
+    result["daemon_cpu_s_by_daemon"] = {
+        name: spent - before.daemon_cpu[name] for name, spent in after.daemon_cpu.items()}
+    result["daemon_cpu_s"] = sum(result["daemon_cpu_s_by_daemon"].values())
     result["system_cpu_s_per_gbit"] = result["system_cpu_s"] / gbit if gbit else None
-    result["lispd_cpu_s_per_gbit"] = (
-        result["lispd_cpu_s"] / gbit if gbit and route.daemons else None)
+    result["daemon_cpu_s_per_gbit"] = (
+        result["daemon_cpu_s"] / gbit if gbit and after.daemon_cpu else None)
     result["drops"] = drops_of(before, after)
     result["lispd_counters"] = {
         name: delta(before.daemons[name], counters) for name, counters in after.daemons.items()
@@ -360,12 +436,12 @@ def median_of(runs: list[dict[str, Any]], key: str) -> float | None:
 def summarise(routes: list[Route], runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     summary: dict[str, dict[str, Any]] = {}
     for route in routes:
-        row: dict[str, Any] = {"title": route.title}
+        row: dict[str, Any] = {"title": route.title, "dataplane": route.dataplane}
         for test in TESTS:
             mine = [r for r in runs if r["path"] == route.name and r["test"] == test.name]
             good = [r for r in mine if "error" not in r]
             figures: dict[str, Any] = {"runs": len(mine), "failed": len(mine) - len(good)}
-            keys = ["gbit_s", "system_cpu_s_per_gbit", "lispd_cpu_s_per_gbit"]
+            keys = ["gbit_s", "system_cpu_s_per_gbit", "daemon_cpu_s_per_gbit"]
             keys += ["pps", "loss_percent"] if test.udp else ["retransmits"]
             for key in keys:
                 figures[key] = median_of(good, key)
@@ -394,19 +470,24 @@ def ratio(value: float | None) -> str:
     return "" if value is None else f"({value:.2f}x)"
 
 
+TITLE = 19  # width of the path column
+
+
 def print_table(summary: dict[str, dict[str, Any]], rounds: int, seconds: float) -> None:
-    print(f"\nmedian of {rounds} round(s) of {seconds:g} s per test; (x) = ratio to kernel VXLAN;"
+    base = ("(x) = ratio to kernel VXLAN" if BASELINE in summary
+            else "no ratios: kernel VXLAN is not among --paths")
+    print(f"\nmedian of {rounds} round(s) of {seconds:g} s per test; {base};"
           " pps = packets the receiver got")
-    print(f"{'':<14}{'TCP, 1 stream':^26}{'UDP 1400 B':^28}{'UDP 64 B':^28}"
+    print(f"{'':<{TITLE}}{'TCP, 1 stream':^26}{'UDP 1400 B':^28}{'UDP 64 B':^28}"
           f"{'CPU s/Gbit (TCP)':^18}")
-    header = (f"{'path':<14}{'Gbit/s':>10}{'':>9}{'retr':>7}"
+    header = (f"{'path':<{TITLE}}{'Gbit/s':>10}{'':>9}{'retr':>7}"
               f"{'kpps':>12}{'':>9}{'loss%':>7}{'kpps':>12}{'':>9}{'loss%':>7}"
-              f"{'system':>10}{'lispd':>8}")
+              f"{'system':>10}{'daemon':>8}")
     print(header)
     print("-" * len(header))
     for row in summary.values():
         tcp, big, small = row["tcp"], row["udp1400"], row["udp64"]
-        print(f"{row['title']:<14}"
+        print(f"{row['title']:<{TITLE}}"
               f"{fmt(tcp['gbit_s'], '.2f'):>10}{ratio(tcp['ratio_to_kernel_vxlan']):>9}"
               f"{fmt(tcp['retransmits'], '.0f'):>7}"
               f"{fmt(big['pps'] and big['pps'] / 1e3, '.1f'):>12}"
@@ -414,19 +495,37 @@ def print_table(summary: dict[str, dict[str, Any]], rounds: int, seconds: float)
               f"{fmt(small['pps'] and small['pps'] / 1e3, '.1f'):>12}"
               f"{ratio(small['ratio_to_kernel_vxlan']):>9}{fmt(small['loss_percent'], '.1f'):>7}"
               f"{fmt(tcp['system_cpu_s_per_gbit'], '.2f'):>10}"
-              f"{fmt(tcp['lispd_cpu_s_per_gbit'], '.2f'):>8}")
+              f"{fmt(tcp['daemon_cpu_s_per_gbit'], '.2f'):>8}")
+    print("\n(daemon: the tunnel's own processes, the two lispd or the two oor)")
+    reported = [row for row in summary.values() if row["dataplane"]]
+    if reported:
+        print("\ndata path each lispd reports (lispctl version; start -> end of the runs"
+              " where it changed)")
+        for row in reported:
+            paths = ", ".join(f"{name}: {' -> '.join(dict.fromkeys(seen))}"
+                              for name, seen in row["dataplane"].items())
+            print(f"  {row['title']:<{TITLE}}{paths}")
     print("\ndrops during the runs, summed over rounds: lispd's own counters (lisp-a:...),"
           " the kernel's in the\nclient/server namespace (udp_rcvbuf_errors: all UDP sockets,"
           " iperf3's included; udp_<port>_socket_drops:\nthe tunnel's socket alone;"
-          " <device>_tx_dropped on a TUN/TAP: the queue to lispd overflowed)")
+          " <device>_tx_dropped on a TUN/TAP: the queue to lispd or OOR overflowed)")
     for row in summary.values():
         for test in TESTS:
             figures = row[test.name]
             for error in figures["errors"]:
-                print(f"  {row['title']:<14}{test.name:<9}FAILED: {error}")
+                print(f"  {row['title']:<{TITLE}}{test.name:<9}FAILED: {error}")
             if figures["drops_total"]:
                 listed = ", ".join(f"{k}={v}" for k, v in sorted(figures["drops_total"].items()))
-                print(f"  {row['title']:<14}{test.name:<9}{listed}")
+                print(f"  {row['title']:<{TITLE}}{test.name:<9}{listed}")
+
+
+def package_version(package: str) -> str | None:
+    """The installed version of a Debian package, if dpkg knows it."""
+    if shutil.which("dpkg-query") is None:
+        return None
+    done = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package],
+                          capture_output=True, text=True, timeout=10, check=False)
+    return done.stdout.strip() or None
 
 
 def machine() -> dict[str, Any]:
@@ -451,6 +550,7 @@ def machine() -> dict[str, Any]:
         "iperf3": subprocess.run(["iperf3", "--version"], capture_output=True, text=True,
                                  timeout=10, check=False).stdout.splitlines()[0],
         "lispd_revision": revision,
+        "openoverlayrouter": package_version("openoverlayrouter"),
     }
 
 
@@ -471,20 +571,35 @@ def terminated_cleanly() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+def path_names(text: str) -> list[str]:
+    """--paths: names separated by commas, in the table's order."""
+    names = {name.strip() for name in text.split(",") if name.strip()}
+    unknown = sorted(names - PATHS.keys())
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown path {', '.join(unknown) or '(none given)'}; known: {', '.join(PATHS)}")
+    return [name for name in PATHS if name in names]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each iperf3 run")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (at least 2; --quick: 1)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 2-second runs, 1 round")
+    parser.add_argument("--paths", type=path_names, default=list(PATHS), metavar="A,B,...",
+                        help=f"only these paths (default: all of {','.join(PATHS)})")
     args = parser.parse_args()
     seconds: float = 2.0 if args.quick else args.seconds
     rounds: int = 1 if args.quick else max(2, args.rounds)
+    chosen: list[str] = args.paths
     if os.geteuid() != 0:
         print("throughput bench skipped: it needs root (network namespaces)")
         return 0
-    missing = [tool for tool in ("iperf3", "ip", "ss", "ping") if shutil.which(tool) is None]
+    tools = ["iperf3", "ip", "ss", "ping"] + (["oor", "stdbuf"] if "oor" in chosen else [])
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
-        print(f"throughput bench cannot run: missing {', '.join(missing)} (make deps)")
+        print(f"throughput bench cannot run: missing {', '.join(missing)} (make deps; `oor` is"
+              " in the Debian package openoverlayrouter, or leave it out with --paths)")
         return 1
     started = time.monotonic()
     runs: list[dict[str, Any]] = []
@@ -493,11 +608,12 @@ def main() -> int:
     with terminated_cleanly(), tempfile.TemporaryDirectory(prefix="lispd-bench-") as tmp, \
             lab() as topology:
         try:
-            for build in BUILDERS:
-                routes.append(build(topology, Path(tmp)))
+            for name in chosen:
+                routes.append(PATHS[name](topology, Path(tmp)))
             for route in routes:
                 if not reachable(topology, route):
                     raise RuntimeError(f"{route.title}: {route.server_addr} does not answer ping")
+                dataplane_of(route)
             total = rounds * len(routes) * len(TESTS)
             for number in range(rounds):
                 order = routes[number % len(routes):] + routes[: number % len(routes)]
@@ -510,7 +626,9 @@ def main() -> int:
                                  f"{result['gbit_s']:.2f} Gbit/s" if "gbit_s" in result else
                                  f"FAILED: {result['error']}")
                         print(f"[{len(runs):>2}/{total}] round {number + 1} "
-                              f"{route.title:<14}{test.name:<9}{shown}", flush=True)
+                              f"{route.title:<{TITLE}}{test.name:<9}{shown}", flush=True)
+            for route in routes:
+                dataplane_of(route)
         except KeyboardInterrupt:
             interrupted = True
             raise
@@ -526,6 +644,10 @@ def main() -> int:
                             if status != 0 and not interrupted:
                                 print(f"lispd {daemon.name} exited with status {status}:\n"
                                       f"{daemon.log()[-2000:]}", file=sys.stderr)
+                    for process in route.others.values():
+                        if process.poll() is None:
+                            process.terminate()
+                        stop_process(process, 5.0)
             finally:
                 topology.close()
                 signal.signal(signal.SIGINT, previous)
@@ -541,6 +663,7 @@ def main() -> int:
         "rounds": rounds,
         "wall_seconds": time.monotonic() - started,
         "baseline": BASELINE,
+        "paths": chosen,
         "summary": summary,
         "runs": runs,
     }, indent=2) + "\n")

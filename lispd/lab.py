@@ -1,5 +1,6 @@
 """Network namespaces for the demo, tests and benches: uniquely named,
-always deleted.
+always deleted; lispd daemons, and OpenOverlayRouter as an independent
+peer, run inside them.
 
 Only `ip` commands inside namespaces this module created; nothing touches
 the root namespace but the creation and deletion of the namespaces
@@ -15,7 +16,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,33 @@ class Lab:
         adds to the environment it runs in, `daemon` to its [daemon] section."""
         return Lispd(self, namespace, config, workdir, name, env=env, daemon=daemon).start()
 
+    def oor(self, namespace: str, config: str, workdir: Path,
+            name: str) -> subprocess.Popen[bytes]:
+        """Start OpenOverlayRouter (`oor`, Debian openoverlayrouter) with config
+        in namespace (killed by close() at the latest); its config and log are
+        workdir/oor-{name}.conf and .log. It makes its TUN lispTun0 at once;
+        oor_routed() says when it sends what its EIDs source into it."""
+        path = workdir / f"oor-{name}.conf"
+        path.write_text(config)
+        with (workdir / f"oor-{name}.log").open("wb") as log:
+            # Line-buffered, so the log is complete when the namespace is killed.
+            return self.popen(namespace, "stdbuf", "-oL", "-eL", "oor", "-f", str(path),
+                              stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+
+    def oor_routed(self, namespace: str, prefixes: Iterable[str]) -> bool:
+        """Whether OOR in namespace sends what its EID prefixes source into
+        its tunnel yet: a `from PREFIX lookup` rule per prefix, of either family
+        (`ip rule` writes a host prefix without its length)."""
+        rules = (self.ns(namespace, "ip", "-4", "rule", "show").stdout
+                 + self.ns(namespace, "ip", "-6", "rule", "show").stdout)
+        for prefix in prefixes:
+            network = ip_network(prefix)
+            shown = (network.network_address if network.prefixlen == network.max_prefixlen
+                     else network)
+            if f"from {shown} lookup" not in rules:
+                return False
+        return True
+
     def link(self, a: str, a_if: str, b: str, b_if: str) -> None:
         """A veth pair with one end in each namespace, both up."""
         self._links += 1
@@ -86,6 +115,42 @@ def lab() -> Iterator[Lab]:
         yield topology
     finally:
         topology.close()
+
+
+def oor_mapping(kind: str, prefix: str, rloc: str) -> str:
+    """An OpenOverlayRouter mapping block (kind: database-mapping,
+    static-map-cache) of prefix at one RLOC, instance 0, priority 1, weight 100."""
+    return f"""
+{kind} {{
+    eid-prefix = {prefix}
+    iid = 0
+    rloc-address {{
+        address = {rloc}
+        priority = 1
+        weight = 100
+    }}
+}}
+"""
+
+
+def oor_static_xtr(database: Sequence[tuple[str, str]],
+                   static: Sequence[tuple[str, str]]) -> str:
+    """An OpenOverlayRouter xTR with no mapping system: its database mappings
+    and static map-cache entries, each (prefix, RLOC); RLOC probing off.
+
+    OOR 1.3.0 forwards without a map-resolver or map-server (it logs "NO MAP
+    RESOLVER CONFIGURED" and carries on). It sends its own traffic via the
+    default gateway of its RLOC interface, so that interface needs a default
+    route; it routes what its EIDs source (and only that) into lispTun0.
+    """
+    return "\n".join([
+        "debug = 1",
+        "operating-mode = xTR",
+        "encapsulation = LISP",
+        "rloc-probing {\n    rloc-probe-interval = 0\n}",
+        *(oor_mapping("database-mapping", prefix, rloc) for prefix, rloc in database),
+        *(oor_mapping("static-map-cache", prefix, rloc) for prefix, rloc in static),
+    ])
 
 
 class Lispd:

@@ -4,16 +4,18 @@ a Map-Server and two xTRs in namespaces on one bridged underlay.
 Underlay 198.18.0.0/24 on a bridge in a hub namespace that also forwards
 (OOR sends its control traffic via the default gateway of its RLOC
 interface). EIDs: 192.0.2.0/26 behind xTR 1, 192.0.2.64/26 behind xTR 2.
-The hub and the OOR config pieces serve test_lisp_interop's peer too.
+The hub and the OOR config pieces serve test_lisp_interop's peer too; what
+the throughput bench shares (starting OOR, its mapping blocks, whether it
+routes yet) is in lispd.lab.
 """
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 from lispd.lab import Lab
+from lispd.lab import oor_mapping as mapping
 
 KEY = "lispd-oor-key"  # the shared key of the captures; key-type 1 only
 GATEWAY = "198.18.0.1"
@@ -42,22 +44,6 @@ operating-mode = MS
 control-iface = {iface}
 encapsulation = LISP
 """ + sites
-
-
-def mapping(kind: str, prefix: str, rloc: str) -> str:
-    """An OOR mapping block (kind: database-mapping, static-map-cache) of
-    prefix at one RLOC, priority 1, weight 100."""
-    return f"""
-{kind} {{
-    eid-prefix = {prefix}
-    iid = 0
-    rloc-address {{
-        address = {rloc}
-        priority = 1
-        weight = 100
-    }}
-}}
-"""
 
 
 def xtr_config(map_server: str, mappings: Sequence[tuple[str, str]], *,
@@ -107,17 +93,6 @@ def attach(lab: Lab, hub: str, role: str, address: str) -> str:
     return name
 
 
-def start(lab: Lab, namespace: str, workdir: Path, role: str,
-          config: str) -> subprocess.Popen[bytes]:
-    """OOR with config in namespace; config and log are workdir/oor-{role}.*."""
-    path = workdir / f"oor-{role}.conf"
-    path.write_text(config)
-    with (workdir / f"oor-{role}.log").open("wb") as log:
-        # Line-buffered, so the log is complete when the namespace is killed.
-        return lab.popen(namespace, "stdbuf", "-oL", "-eL", "oor", "-f", str(path),
-                         stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-
-
 def build(lab: Lab, workdir: Path) -> dict[str, str]:
     """Create the namespaces and start the three OOR daemons; returns role -> namespace."""
     roles = {"hub": hub(lab)}
@@ -129,14 +104,5 @@ def build(lab: Lab, workdir: Path) -> dict[str, str]:
     configs = {"ms": ms_config("eth0")}
     configs.update({r: xtr_config(MS_RLOC, [(v[1], v[0])]) for r, v in XTRS.items()})
     for role, text in configs.items():
-        start(lab, roles[role], workdir, role, text)
+        lab.oor(roles[role], text, workdir, role)
     return roles
-
-
-def routing_installed(lab: Lab, namespace: str, prefixes: Sequence[str]) -> bool:
-    """Whether OOR in namespace sends what its EID prefixes source into its
-    tunnel yet (a `from PREFIX lookup` rule per prefix, of either family):
-    OOR takes some 4 s after start to get there."""
-    rules = (lab.ns(namespace, "ip", "-4", "rule", "show").stdout
-             + lab.ns(namespace, "ip", "-6", "rule", "show").stdout)
-    return all(f"from {prefix} lookup" in rules for prefix in prefixes)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from lispd.lab import Lab, Lispd, lab
+from lispd.lab import Lab, Lispd, lab, oor_static_xtr
 from tests import traffic
 from tests.interop import oor
 from tests.needs import require_netns, require_program
@@ -51,16 +51,10 @@ LISPD_CONFIG = xtr_config(
 
 def oor_config() -> str:
     """An OOR xTR with static map-cache entries for lispd's EIDs, no mapping system."""
-    return "\n".join([
-        "debug = 1",
-        "operating-mode = xTR",
-        "encapsulation = LISP",
-        "rloc-probing {\n    rloc-probe-interval = 0\n}",
-        oor.mapping("database-mapping", OOR_PREFIX4, OOR_RLOC),
-        oor.mapping("database-mapping", OOR_PREFIX6, OOR_RLOC),
-        oor.mapping("static-map-cache", f"{LISPD_EID4}/32", LISPD_RLOC),
-        oor.mapping("static-map-cache", f"{LISPD_EID6}/128", LISPD_RLOC),
-    ])
+    return oor_static_xtr(
+        database=[(OOR_PREFIX4, OOR_RLOC), (OOR_PREFIX6, OOR_RLOC)],
+        static=[(f"{LISPD_EID4}/32", LISPD_RLOC), (f"{LISPD_EID6}/128", LISPD_RLOC)],
+    )
 
 
 def build(topology: Lab) -> tuple[str, str]:
@@ -73,15 +67,10 @@ def start_oor(topology: Lab, namespace: str, workdir: Path) -> subprocess.Popen[
     # The host EIDs sit on lo (this kernel may lack the dummy driver).
     topology.ns(namespace, "ip", "addr", "add", f"{OOR_EID4}/32", "dev", "lo")
     topology.ns(namespace, "ip", "addr", "add", f"{OOR_EID6}/128", "dev", "lo", "nodad")
-    process = oor.start(topology, namespace, workdir, "xtr", oor_config())
-
-    def routed() -> bool:
-        # OOR is ready once it sends what its EIDs source into lispTun0.
-        rules = topology.ns(namespace, "ip", "-4", "rule", "show").stdout
-        rules6 = topology.ns(namespace, "ip", "-6", "rule", "show").stdout
-        return f"from {OOR_PREFIX4} lookup" in rules and f"from {OOR_PREFIX6} lookup" in rules6
-
-    if not traffic.wait_for(routed, OOR_START):
+    process = topology.oor(namespace, oor_config(), workdir, "xtr")
+    # OOR is ready once it sends what its EIDs source into lispTun0.
+    if not traffic.wait_for(lambda: topology.oor_routed(namespace, [OOR_PREFIX4, OOR_PREFIX6]),
+                            OOR_START):
         process.kill()
         log_text = (workdir / "oor-xtr.log").read_text(errors="replace")
         pytest.fail(f"OOR did not install its EID routing:\n{log_text[-3000:]}")

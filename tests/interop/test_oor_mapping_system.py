@@ -103,7 +103,7 @@ class Scene:
         return self.daemons[name]
 
     def oor(self, namespace: str, role: str, config: str) -> None:
-        self.oors[role] = oor.start(self.topology, namespace, self.workdir, role, config)
+        self.oors[role] = self.topology.oor(namespace, config, self.workdir, role)
 
     def oor_xtr(self, proxy_reply: bool) -> None:
         """OOR's xTR, registering with and resolving through MS; returns once it routes."""
@@ -114,8 +114,7 @@ class Scene:
                                 proxy_reply=proxy_reply, probe_interval=0)
         self.oor(self.ox, "xtr", config)
         prefixes = (OOR_PREFIX4, OOR_PREFIX6)
-        if not traffic.wait_for(lambda: oor.routing_installed(self.topology, self.ox, prefixes),
-                                OOR_START):
+        if not traffic.wait_for(lambda: self.topology.oor_routed(self.ox, prefixes), OOR_START):
             pytest.fail(f"OOR did not install its EID routing:\n{self.report()}")
 
     def pings(self) -> dict[str, str]:
