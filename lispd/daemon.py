@@ -46,8 +46,10 @@ from lispd.wire.data import LISP_DATA_PORT, VXLAN_PORT
 
 log = structlog.get_logger("lispd")
 
-DATAPLANE_PATH = "batched"
-"""The data path in use: batched reads and sendmmsg, no TUN/UDP offloads (yet)."""
+OFFLOAD_PATH = "offload"
+"""TUN/TAP super-packets cut into UDP_SEGMENT trains, UDP_GRO trains coalesced."""
+BATCHED_PATH = "batched"
+"""Batched reads and sendmmsg, one packet at a time: offloads off or refused."""
 REFUSED = "reload refused, still running the old configuration"
 HOUSEKEEPING_INTERVAL = 1.0
 RLOC_SETTLE = 0.05
@@ -69,7 +71,7 @@ class Daemon:
         self.database_fib = Fib(reload.database_room(config))
         self.fdb = Fdb(FDB_LIMIT)
         self.fastpath = FastPath(self.mapcache_fib, self.database_fib, self.fdb)
-        self.host = Host(host_plan.plan(config))
+        self.host = Host(host_plan.plan(config), offloads=config.daemon.offloads == "auto")
         self.sockets: list[socket.socket] = []
         self.engine: Engine | None = None
         self.server: ctl.ControlServer | None = None
@@ -89,7 +91,7 @@ class Daemon:
         self.notifier = Notifier.from_environment()
         self.supervision: Supervision | None = None
         self.metrics: MetricsServer | None = None
-        self.dataplane_path = DATAPLANE_PATH
+        self.dataplane_path = BATCHED_PATH
         self._tasks: set[asyncio.Task[Any]] = set()
         self.plane: ControlPlane | None = None
         self._watch: AddressWatch | None = None
@@ -111,34 +113,74 @@ class Daemon:
             for mapping in setup.database(self.config.xtr, self.rlocs):
                 self.database_fib.set(*sync.database_entry(mapping))
 
+    def _open_train_senders(self) -> list[str]:
+        """UDP_SEGMENT senders for each outer family, where the kernel has
+        them; what was refused, for the log."""
+        refused = []
+        for version in (4, 6):
+            try:
+                senders = [self._keep(sock) for sock in sockets.train_senders(version)]
+            except OSError as error:
+                refused.append(f"IPv{version} UDP_SEGMENT: {error.strerror or error}")
+                continue
+            self.fastpath.set_train_senders(
+                version, [(sock.fileno(), sock.getsockname()[1]) for sock in senders])
+        return refused
+
+    def _receiver(self, address: IPAddress, port: int, refused: list[str]) -> socket.socket:
+        sock = self._keep(sockets.udp_receiver(address, port))
+        if self.config.daemon.offloads == "auto" and not sockets.enable_gro(sock):
+            refused.append(f"UDP_GRO on {address} port {port}")
+        return sock
+
     def _open_sockets(self, engine: Engine) -> None:
         config = self.config
         self._raw = {version: self._keep(sockets.raw_sender(version)) for version in (4, 6)}
         self._set_underlay()
+        refused = self._open_train_senders() if config.daemon.offloads == "auto" else []
         by_name = {device.name: device for device in self.host.devices}
         for tun in self.host.plan.tuns:
-            index = self.fastpath.add_tun(by_name[tun.name].fd, tun.instance_id)
+            device = by_name[tun.name]
+            index = self.fastpath.add_tun(device.fd, tun.instance_id)
+            self.fastpath.set_vnet(3, index, device.vnet_hdr)
             self.tun_index[tun.instance_id] = index
-            engine.watch_tun(index, by_name[tun.name].fd, tun.name)
+            engine.watch_tun(index, device.fd, tun.name)
         if config.xtr is not None:
             # Addresses of followed interfaces come and go: listen on all of
             # them (the wildcard) rather than rebinding the data sockets.
             listen = ((IPv4Address(0), IPv6Address(0)) if config.underlay.interfaces
                       else config.underlay.rlocs)
             for rloc in listen:
-                sock = self._keep(sockets.udp_receiver(rloc, LISP_DATA_PORT))
+                sock = self._receiver(rloc, LISP_DATA_PORT, refused)
                 engine.watch_lisp(sock.fileno(), f"lisp {rloc}")
         vteps: set[IPAddress] = set()
         for segment in config.vxlan:
             tap = by_name[segment.device]
             index = self.fastpath.add_segment(tap.fd, segment.vni, segment.local,
                                               segment.learning)
+            self.fastpath.set_vnet(2, index, tap.vnet_hdr)
             self.segments[segment.vni] = index
             engine.watch_tap(index, tap.fd, segment.device)
             if segment.local not in vteps:
                 vteps.add(segment.local)
-                sock = self._keep(sockets.udp_receiver(segment.local, VXLAN_PORT))
+                sock = self._receiver(segment.local, VXLAN_PORT, refused)
                 engine.watch_vxlan(sock.fileno(), f"vxlan {segment.local}")
+        self._choose_path(refused)
+
+    def _choose_path(self, refused: list[str]) -> None:
+        """Say which data path is in use, and what the kernel refused."""
+        offloaded = self.host.offloaded
+        refused += [f"offloads on {name}" for name, got in offloaded.items() if not got]
+        if self.config.daemon.offloads == "off":
+            self.dataplane_path = BATCHED_PATH
+            log.info("dataplane_path", path=BATCHED_PATH, reason="offloads = off")
+            return
+        trains = not any("UDP_SEGMENT" in what for what in refused)
+        self.dataplane_path = (OFFLOAD_PATH if trains and any(offloaded.values())
+                               else BATCHED_PATH)
+        log.info("dataplane_path", path=self.dataplane_path,
+                 devices={name: list(got) for name, got in offloaded.items()},
+                 refused=refused)
 
     def _set_underlay(self) -> None:
         """The outer source addresses: this node's first RLOC of each family."""

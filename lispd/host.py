@@ -40,8 +40,14 @@ ItemT = TypeVar("ItemT", host_plan.Address, host_plan.Route, host_plan.Rule)
 
 
 class Host:
-    def __init__(self, plan: host_plan.Plan) -> None:
+    """`offloads`: open the TUN/TAPs with virtio-net headers and ask for
+    segmentation offloads; `offloaded` then says what each device got (an
+    empty tuple where the kernel refused: it works packet by packet)."""
+
+    def __init__(self, plan: host_plan.Plan, *, offloads: bool = False) -> None:
         self.plan = plan
+        self.offloads = offloads
+        self.offloaded: dict[str, tuple[str, ...]] = {}
         self._netlink: Netlink | None = None
         self._devices: list[tuntap.Device] = []
 
@@ -59,17 +65,26 @@ class Host:
         """Open the devices and configure everything the plan says."""
         plan, netlink = self.plan, self.netlink
         for tun in plan.tuns:
-            self._devices.append(tuntap.open_tun(tun.name))
+            self._open(tuntap.open_tun(tun.name, vnet_hdr=self.offloads))
             netlink.set_link(tun.name, up=True, mtu=tun.mtu, txqlen=host_plan.TUN_TXQUEUELEN)
             netlink.accept_local(tun.name)
         for tap in plan.taps:
-            self._devices.append(tuntap.open_tap(tap.name))
+            self._open(tuntap.open_tap(tap.name, vnet_hdr=self.offloads))
             netlink.set_link(tap.name, up=True, mtu=tap.mtu)
         items: tuple[Item, ...] = (*plan.addresses, *plan.routes, *plan.rules)
         for item in items:
             self._add(item)
         if plan.forwarding:
             netlink.set_forwarding(ipv4=True, ipv6=True)
+
+    def _open(self, device: tuntap.Device) -> None:
+        self._devices.append(device)
+        if device.vnet_hdr:
+            try:
+                self.offloaded[device.name] = tuntap.enable_offloads(device)
+            except tuntap.DeviceError as error:
+                log.warning("device_offloads_refused", device=device.name, error=str(error))
+                self.offloaded[device.name] = ()
 
     def rlocs(self, underlay: UnderlayConfig) -> tuple[IPAddress, ...]:
         """This node's RLOCs now: the fixed ones, then the followed interfaces' addresses."""
@@ -127,6 +142,7 @@ class Host:
         for device in self._devices:
             tuntap.close(device)
         self._devices.clear()
+        self.offloaded.clear()
         if self._netlink is not None:
             self._netlink.undo()
             self._netlink.close()
