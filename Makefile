@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := tshark openoverlayrouter tcpdump iperf3 iproute2 iputils-ping systemd
+APT_PACKAGES := tshark openoverlayrouter tcpdump iperf3 iproute2 iputils-ping systemd ethtool
 NATIVE := $(wildcard native/*.c native/*.h native/*.py)
 
 .PHONY: test demo bench lint typecheck deps clean

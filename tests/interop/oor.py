@@ -88,6 +88,10 @@ def attach(lab: Lab, hub: str, role: str, address: str) -> str:
     name = lab.add(role)
     lab.link(name, "eth0", hub, f"p-{role}")
     lab.ns(hub, "ip", "link", "set", f"p-{role}", "master", "br0")
+    # A switch port, not a veth: what leaves it is cut to the MTU, as on a
+    # wire. A veth hands UDP_SEGMENT trains over whole, and OOR, which reads
+    # its data packets from a raw socket, would see a train as one packet.
+    lab.ns(hub, "ethtool", "-K", f"p-{role}", "tx-udp-segmentation", "off")
     lab.ns(name, "ip", "addr", "add", f"{address}/24", "dev", "eth0")
     lab.ns(name, "ip", "route", "add", "default", "via", GATEWAY)
     return name

@@ -89,6 +89,7 @@ def diagnostics(daemon: Lispd, workdir: Path) -> str:
 def test_oor_and_lispd_reach_each_others_eids(tmp_path: Path) -> None:
     require_netns()
     require_program("oor", "openoverlayrouter")
+    require_program("ethtool", "ethtool")
     require_program("ping", "iputils-ping")
     require_program("stdbuf", "coreutils")
     with lab() as topology:

@@ -28,6 +28,7 @@ REGISTRATION_WAIT = 8.0
 
 def test_openoverlayrouter_exchange_round_trips(tmp_path: Path) -> None:
     require_program("oor", "openoverlayrouter")
+    require_program("ethtool", "ethtool")
     require_program("tcpdump", "tcpdump")
     require_program("ping", "iputils-ping")
     require_program("stdbuf", "coreutils")

@@ -165,6 +165,7 @@ def _stats(daemon: Lispd) -> dict[str, int]:
 def scene(tmp_path: Path) -> Iterator[Scene]:
     require_netns()
     require_program("oor", "openoverlayrouter")
+    require_program("ethtool", "ethtool")
     require_program("ping", "iputils-ping")
     require_program("stdbuf", "coreutils")
     with lab() as topology:
