@@ -35,6 +35,11 @@ __all__ = ["Host"]
 
 log = structlog.get_logger("lispd")
 
+# A train repeats the headers of its super-packet (up to 8 + 52 octets per
+# segment for LISP with TCP timestamps); 60000 octets of super-packet leave
+# room for that at MSS 1000 and more (smaller MSS: two trains).
+SUPER_PACKET_MAX = 60000
+
 Item = host_plan.Address | host_plan.Route | host_plan.Rule
 ItemT = TypeVar("ItemT", host_plan.Address, host_plan.Route, host_plan.Rule)
 
@@ -66,11 +71,13 @@ class Host:
         plan, netlink = self.plan, self.netlink
         for tun in plan.tuns:
             self._open(tuntap.open_tun(tun.name, vnet_hdr=self.offloads))
-            netlink.set_link(tun.name, up=True, mtu=tun.mtu, txqlen=host_plan.TUN_TXQUEUELEN)
+            netlink.set_link(tun.name, up=True, mtu=tun.mtu, txqlen=host_plan.TUN_TXQUEUELEN,
+                             gso_max_size=self._gso_max_size(tun.name))
             netlink.accept_local(tun.name)
         for tap in plan.taps:
             self._open(tuntap.open_tap(tap.name, vnet_hdr=self.offloads))
-            netlink.set_link(tap.name, up=True, mtu=tap.mtu)
+            netlink.set_link(tap.name, up=True, mtu=tap.mtu,
+                             gso_max_size=self._gso_max_size(tap.name))
         items: tuple[Item, ...] = (*plan.addresses, *plan.routes, *plan.rules)
         for item in items:
             self._add(item)
@@ -85,6 +92,11 @@ class Host:
             except tuntap.DeviceError as error:
                 log.warning("device_offloads_refused", device=device.name, error=str(error))
                 self.offloaded[device.name] = ()
+
+    def _gso_max_size(self, name: str) -> int | None:
+        """Super-packets small enough that, cut and encapsulated, they leave
+        in one UDP_SEGMENT train (whose UDP payload must fit 64 KiB)."""
+        return SUPER_PACKET_MAX if self.offloaded.get(name) else None
 
     def rlocs(self, underlay: UnderlayConfig) -> tuple[IPAddress, ...]:
         """This node's RLOCs now: the fixed ones, then the followed interfaces' addresses."""

@@ -183,10 +183,11 @@ class Netlink:
         return int(link.get_attr("IFLA_MTU"))
 
     def set_link(
-        self, name: str, *, up: bool = True, mtu: int | None = None, txqlen: int | None = None
+        self, name: str, *, up: bool = True, mtu: int | None = None, txqlen: int | None = None,
+        gso_max_size: int | None = None,
     ) -> None:
-        """Set a link up or down and, if given, its MTU and transmit queue
-        length. Not in the ledger."""
+        """Set a link up or down and, if given, its MTU, transmit queue
+        length and largest GSO super-packet. Not in the ledger."""
         index = self.link_index(name)
         changes: dict[str, Any] = {"state": "up" if up else "down"}
         what = f"set link {name} {changes['state']}"
@@ -196,6 +197,9 @@ class Netlink:
         if txqlen is not None:
             changes["txqlen"] = txqlen
             what += f" txqueuelen {txqlen}"
+        if gso_max_size is not None:
+            changes["gso_max_size"] = gso_max_size
+            what += f" gso_max_size {gso_max_size}"
         self._call(what, self._ipr.link, "set", index=index, **changes)
 
     # Addresses.

@@ -525,7 +525,8 @@ static int socket_batch(struct lispd_dp *dp, int fd, datagram_step step, void *c
             dp->counters.gro_trains++;
             dp->counters.gro_segments += (len + size - 1) / size;
         }
-        for (size_t at = 0; at < len; at += size) {
+        size_t at = 0;
+        do { /* an empty datagram too is looked at (and counted as truncated) */
             d.offset = LISPD_HEADROOM + at;
             d.length = len - at < size ? len - at : size;
             d.in_train = size == len ? 0 : at == 0 ? 1 : 2;
@@ -535,7 +536,8 @@ static int socket_batch(struct lispd_dp *dp, int fd, datagram_step step, void *c
             step(dp, &d, context);
             if (d.in_train == 2)
                 memcpy(d.buf + d.offset - REBUILT, saved, REBUILT);
-        }
+            at += size;
+        } while (at < len);
     }
     dp_coalescer_flush(dp);
     if (n > 0)

@@ -47,6 +47,7 @@ NEVER_DROPPED = (
     "drop_no_rloc",
     "drop_send_error",
     "drop_write_error",
+    "drop_bad_offload",
 )
 
 
@@ -269,10 +270,10 @@ def site_mappings(shape: Shape, xtr: Xtr, site: str, peer: Xtr, peer_site: str, 
 
 def two_sites(topology: Lab, workdir: Path, shape: Shape, outer: int, *,
               tun_mtu: int | None = None, extra: dict[str, str] | None = None,
-              xtrs: tuple[Xtr, Xtr] | None = None) -> tuple[Site, Site]:
+              xtrs: tuple[Xtr, Xtr] | None = None, daemon: str = "") -> tuple[Site, Site]:
     """Sites a and b of the given shape, daemons running, the peer's EIDs
     mapped to its RLOC of the `outer` family. extra: more config text by site
-    name; xtrs: an underlay made already."""
+    name; xtrs: an underlay made already; daemon: [daemon] keys of both."""
     xtrs_by_name = dict(zip("ab", xtrs or underlay(topology), strict=True))
     endpoints: dict[str, Endpoint] = {}
     for name, xtr in xtrs_by_name.items():
@@ -287,8 +288,8 @@ def two_sites(topology: Lab, workdir: Path, shape: Shape, outer: int, *,
         database, static = site_mappings(shape, xtr, name, xtrs_by_name[peer], peer, outer=outer)
         config = xtr_config(xtr.rlocs, database=database, static=static, tun_mtu=tun_mtu,
                             extra=(extra or {}).get(name, ""))
-        daemon = topology.lispd(xtr.namespace, config, workdir, f"xtr-{name}")
-        sites.append(Site(name, xtr, daemon, endpoints[name]))
+        started = topology.lispd(xtr.namespace, config, workdir, f"xtr-{name}", daemon=daemon)
+        sites.append(Site(name, xtr, started, endpoints[name]))
     return sites[0], sites[1]
 
 
