@@ -41,9 +41,10 @@ CASES = [(inner, outer, "offload") for inner, outer in FAMILIES] + [
 
 
 @pytest.mark.parametrize("shape", ["own", "gateway"])
-@pytest.mark.parametrize(("inner", "outer", "path"), CASES, ids=lambda v: f"v{v}")
-def test_ping_and_transfer(topology: Lab, tmp_path: Path, shape: sites.Shape, inner: int,
-                           outer: int, path: str) -> None:
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"v{c[0]}-v{c[1]}-{c[2]}")
+def test_ping_and_transfer(topology: Lab, tmp_path: Path, shape: sites.Shape,
+                           case: tuple[int, int, str]) -> None:
+    inner, outer, path = case
     daemon = 'offloads = "off"' if path == "batched" else ""
     a, b = sites.two_sites(topology, tmp_path, shape, outer, daemon=daemon)
     before = {site.name: site.daemon.stats() for site in (a, b)}
