@@ -23,6 +23,12 @@
  * last must have an even length. */
 uint32_t lispd_csum_add(uint32_t sum, const uint8_t *data, size_t len);
 
+/* The one's-complement sum of data folded to 16 bits (not complemented), as
+ * the offload path sums payloads: 32-bit words in 64-bit lanes, with AVX2
+ * when vector is set and the CPU has it. Congruent to lispd_csum_add(0, ...)
+ * modulo 0xFFFF. */
+uint32_t lispd_csum_sum(const uint8_t *data, size_t len, int vector);
+
 /* Fold a 32-bit partial sum to 16 bits and complement it: the checksum. */
 uint16_t lispd_csum_fold(uint32_t sum);
 
