@@ -133,6 +133,10 @@ class Daemon:
             refused.append(f"UDP_GRO on {address} port {port}")
         return sock
 
+    def _uso(self, device: str) -> bool:
+        """Whether the kernel takes UDP super-packets on the device."""
+        return "uso4" in self.host.offloaded.get(device, ())
+
     def _open_sockets(self, engine: Engine) -> None:
         config = self.config
         self._raw = {version: self._keep(sockets.raw_sender(version)) for version in (4, 6)}
@@ -142,7 +146,7 @@ class Daemon:
         for tun in self.host.plan.tuns:
             device = by_name[tun.name]
             index = self.fastpath.add_tun(device.fd, tun.instance_id)
-            self.fastpath.set_vnet(3, index, device.vnet_hdr)
+            self.fastpath.set_vnet(3, index, device.vnet_hdr, udp=self._uso(tun.name))
             self.tun_index[tun.instance_id] = index
             engine.watch_tun(index, device.fd, tun.name)
         if config.xtr is not None:
@@ -158,7 +162,7 @@ class Daemon:
             tap = by_name[segment.device]
             index = self.fastpath.add_segment(tap.fd, segment.vni, segment.local,
                                               segment.learning)
-            self.fastpath.set_vnet(2, index, tap.vnet_hdr)
+            self.fastpath.set_vnet(2, index, tap.vnet_hdr, udp=self._uso(segment.device))
             self.segments[segment.vni] = index
             engine.watch_tap(index, tap.fd, segment.device)
             if segment.local not in vteps:

@@ -101,7 +101,7 @@ int lispd_dp_add_tun(struct lispd_dp *dp, int fd, uint32_t instance_id)
     for (uint32_t i = 0; i < dp->n_tuns; i++)
         if (dp->tuns[i].instance_id == instance_id)
             return -1;
-    dp->tuns[dp->n_tuns] = (struct dp_tun){.fd = fd, .instance_id = instance_id, .vnet = 0};
+    dp->tuns[dp->n_tuns] = (struct dp_tun){.fd = fd, .instance_id = instance_id};
     return (int)dp->n_tuns++;
 }
 
@@ -136,14 +136,22 @@ int lispd_dp_set_flood(struct lispd_dp *dp, uint32_t segment, const struct lispd
     return 0;
 }
 
-int lispd_dp_set_vnet(struct lispd_dp *dp, int layer, uint32_t index, int on)
+int lispd_dp_set_vnet(struct lispd_dp *dp, int layer, uint32_t index, int mode)
 {
-    if (layer == 3 && index < dp->n_tuns)
-        dp->tuns[index].vnet = on != 0;
-    else if (layer == 2 && index < dp->n_segments)
-        dp->segments[index].vnet = on != 0;
-    else
+    int *vnet, *uso;
+    if (layer == 3 && index < dp->n_tuns) {
+        vnet = &dp->tuns[index].vnet;
+        uso = &dp->tuns[index].uso;
+    } else if (layer == 2 && index < dp->n_segments) {
+        vnet = &dp->segments[index].vnet;
+        uso = &dp->segments[index].uso;
+    } else {
         return -1;
+    }
+    if (mode < 0 || mode > 2)
+        return -1;
+    *vnet = mode > 0;
+    *uso = mode == 2;
     return 0;
 }
 
@@ -202,6 +210,8 @@ static uint32_t flush(struct lispd_dp *dp, struct dp_sendq *q, int fd, uint64_t 
  * sent first (a super-packet cut on the slow path fills it). */
 void dp_enqueue(struct lispd_dp *dp, uint8_t *buf, const struct lispd_verdict *v)
 {
+    if (dp_senders_of(dp, v->family)->n > 0 && dp_train_add(dp, buf, v) == 0)
+        return;
     struct dp_sendq *q = v->family == LISPD_FAMILY_IPV6 ? &dp->send6 : &dp->send4;
     if (q->n == LISPD_BATCH)
         dp_flush_queues(dp);
@@ -236,6 +246,7 @@ static uint32_t flush(struct lispd_dp *dp, struct dp_sendq *q, int fd, uint64_t 
 /* Send both queues, counted where the running batch says. */
 void dp_flush_queues(struct lispd_dp *dp)
 {
+    dp_train_flush(dp);
     *dp->sent_packets += flush(dp, &dp->send4, dp->raw4_fd, dp->sent_bytes);
     *dp->sent_packets += flush(dp, &dp->send6, dp->raw6_fd, dp->sent_bytes);
 }
@@ -595,7 +606,7 @@ static void etr_step(struct lispd_dp *dp, const struct datagram *d, void *contex
     if (v.verdict == LISPD_VERDICT_WRITE) {
         const struct dp_tun *t = &dp->tuns[v.index];
         if (t->vnet)
-            dp_write_decapsulated(dp, t->fd, 0, d->buf + v.offset, v.length, d->in_train,
+            dp_write_decapsulated(dp, t->fd, 0, t->uso, d->buf + v.offset, v.length,
                                   &dp->counters.etr_packets, &dp->counters.etr_bytes);
         else
             dp_write_out(dp, t->fd, 0, d->buf, &v, &dp->counters.etr_packets,
@@ -690,7 +701,7 @@ static void vxlan_rx_step(struct lispd_dp *dp, const struct datagram *d, void *c
     }
     const struct dp_segment *s = &dp->segments[v.index];
     if (s->vnet)
-        dp_write_decapsulated(dp, s->fd, 14, payload + v.offset, v.length, d->in_train,
+        dp_write_decapsulated(dp, s->fd, 14, s->uso, payload + v.offset, v.length,
                               &dp->counters.vxlan_rx_packets, &dp->counters.vxlan_rx_bytes);
     else
         dp_write_out(dp, s->fd, 0, payload, &v, &dp->counters.vxlan_rx_packets,

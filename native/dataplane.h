@@ -15,6 +15,7 @@ struct dp_tun {
     int fd;
     uint32_t instance_id;
     int vnet;               /* IFF_VNET_HDR: a virtio-net header on every read/write */
+    int uso;                /* and UDP super-packets may be written */
 };
 
 struct dp_segment {
@@ -23,7 +24,7 @@ struct dp_segment {
     uint8_t family;
     uint8_t local[16];
     int learning;
-    int vnet;
+    int vnet, uso;
     uint32_t n_flood;
     struct lispd_locator flood[LISPD_MAX_FLOOD];
 };
@@ -67,6 +68,35 @@ struct dp_senders {
     uint16_t ports[LISPD_GSO_SENDERS];
 };
 
+/* What every datagram of a train shares, read off the outer headers the
+ * plain step built. */
+struct train {
+    int fd;
+    uint8_t family;
+    uint8_t source[16], destination[16];
+    uint16_t port;
+    uint8_t tos, ttl;
+    uint8_t tunnel[8];              /* the LISP or VXLAN header */
+    int fresh_nonce;                /* LISP with N: a nonce per datagram */
+};
+
+/* A train's UDP payload: under what one IP packet's length field can say,
+ * so the kernel takes it whole (IPv6 headers included). */
+enum { DP_TRAIN_BYTES = 65000 };
+
+/* Packets of a batch, each encapsulated whole by the plain step, waiting to
+ * leave as one train: same socket, addresses, TOS and TTL, every datagram
+ * the size of the first but the last. */
+struct dp_trainq {
+    uint32_t n;
+    struct train key;
+    size_t size, bytes, outer_bytes;
+    int short_last;
+    struct iovec iov[LISPD_TRAIN];          /* the UDP payloads */
+    struct iovec packets[LISPD_TRAIN];      /* their buffers, for a fallback */
+    struct lispd_verdict verdicts[LISPD_TRAIN];
+};
+
 /* Room to cut one super-packet into whole segments, each behind headroom:
  * what the slow path (misses, drops, floods, ICMP, refused trains) uses. */
 enum { SLOW_AREA = 2 * LISPD_BUFFER, TRAIN_HEADER = 8 + SEGMENT_HEADER_MAX };
@@ -101,6 +131,7 @@ struct lispd_dp {
 
     /* Offloads (native/offload.c). */
     struct dp_senders gso4, gso6;
+    struct dp_trainq trainq;
     uint16_t rx_gso[LISPD_BATCH];   /* UDP_GRO: datagram size of a train, 0 */
     uint64_t *sent_packets, *sent_bytes; /* where a full send queue's flush counts */
     uint8_t *probe;                 /* LISPD_BUFFER: a super-packet's first segment */
@@ -161,9 +192,14 @@ void dp_itr_super(struct lispd_dp *dp, uint8_t *buf, size_t len, const struct vn
 void dp_vxlan_tx_super(struct lispd_dp *dp, uint8_t *buf, size_t len, const struct vnet_hdr *h,
                        uint32_t segment);
 /* A decapsulated packet for a device with IFF_VNET_HDR (l3: where its IP
- * header is): coalesced when it came in a train, else written alone. */
-void dp_write_decapsulated(struct lispd_dp *dp, int fd, size_t l3, uint8_t *p, size_t len,
-                           int in_train, uint64_t *packets, uint64_t *bytes);
+ * header is): coalesced with the packets of its flow before and after it
+ * in the batch, or written alone. It must stay put until the batch ends. */
+void dp_write_decapsulated(struct lispd_dp *dp, int fd, size_t l3, int uso, uint8_t *p,
+                           size_t len, uint64_t *packets, uint64_t *bytes);
 void dp_coalescer_flush(struct lispd_dp *dp);
+/* Queue a SEND verdict's packet on the train of its family's senders (-1:
+ * none has its source port); send what is queued. */
+int dp_train_add(struct lispd_dp *dp, uint8_t *buf, const struct lispd_verdict *v);
+void dp_train_flush(struct lispd_dp *dp);
 
 #endif

@@ -301,35 +301,48 @@ void coalescer_init(struct coalescer *c, size_t l3, coalesce_emit emit, void *co
     c->context = context;
 }
 
-/* Whether a TCP segment's checksum is right: a run goes up with its
+/* Whether a segment's TCP or UDP checksum is right: a run goes up with its
  * checksum left to the kernel (NEEDS_CSUM), so a segment damaged on the
- * way must not hide in it (a zero outer UDP checksum covers nothing). */
-static int tcp_checksum_ok(const uint8_t *p, size_t len, const struct gso_layout *L)
+ * way must not hide in it (a zero outer UDP checksum covers nothing). A
+ * zero UDP checksum over IPv4 says "none" (RFC 768): nothing to check, and
+ * the run gets a real one; over IPv6 it is invalid (RFC 8200 8.1). */
+static int l4_checksum_ok(const uint8_t *p, size_t len, const struct gso_layout *L)
 {
+    if (L->protocol == PROTO_UDP_ && get_be16(p + L->l4 + 6) == 0)
+        return L->version == 4;
     size_t l4_len = len - L->l4;
-    uint32_t sum = pseudo_sum(p + L->l3, L->version, PROTO_TCP, l4_len) +
+    uint32_t sum = pseudo_sum(p + L->l3, L->version, L->protocol, l4_len) +
                    csum_fast(p + L->l4, l4_len);
     return lispd_csum_fold(sum) == 0;
 }
 
-/* A packet that may start or join a run: TCP with payload, ACK and PSH the
- * only flags, no IPv4 fragment, its checksum right. */
-static int coalescible(const uint8_t *p, size_t len, size_t l3, struct gso_layout *L)
+static size_t ip_length(const uint8_t *p, const struct gso_layout *L)
 {
-    if (gso_layout(p, len, l3, L) < 0 || L->protocol != PROTO_TCP)
+    return L->version == 4 ? get_be16(p + L->l3 + 2) : 40 + (size_t)get_be16(p + L->l3 + 4);
+}
+
+/* A packet that may start a run: TCP (with c->udp, UDP too) with payload,
+ * as long as its headers say, no IPv4 fragment, for TCP ACK and PSH the
+ * only flags, its checksum right. */
+static int coalescible(const struct coalescer *c, const uint8_t *p, size_t len,
+                       struct gso_layout *L)
+{
+    if (gso_layout(p, len, c->l3, L) < 0 || (L->protocol == PROTO_UDP_ && !c->udp))
         return 0;
-    size_t ip_len = L->version == 4 ? get_be16(p + l3 + 2) : 40 + (size_t)get_be16(p + l3 + 4);
-    if (ip_len != len - l3 || len == L->payload) /* trailing octets, or no payload */
+    if (ip_length(p, L) != len - c->l3 || len == L->payload) /* trailing octets, no payload */
         return 0;
-    if (p[L->l4 + 13] & (uint8_t)~(TCP_ACK | TCP_PSH))
+    if (L->version == 4 && ((p[c->l3 + 6] & 0x3F) | p[c->l3 + 7]))
         return 0;
-    if (L->version == 4 && ((p[l3 + 6] & 0x3F) | p[l3 + 7]))
+    if (L->protocol == PROTO_TCP && (p[L->l4 + 13] & (uint8_t)~(TCP_ACK | TCP_PSH)))
         return 0;
-    return tcp_checksum_ok(p, len, L);
+    if (L->protocol == PROTO_UDP_ && get_be16(p + L->l4 + 4) != len - L->l4)
+        return 0;
+    return l4_checksum_ok(p, len, L);
 }
 
 /* Whether the headers of a and b are those of one flow: equal but for IP
- * length, ID and checksum, TCP sequence number, PSH and checksum. */
+ * length, ID and checksum; for TCP, sequence number, PSH and checksum; for
+ * UDP, the ports alone. */
 static int same_flow(const uint8_t *a, const uint8_t *b, const struct gso_layout *L)
 {
     const uint8_t *ia = a + L->l3, *ib = b + L->l3;
@@ -341,12 +354,18 @@ static int same_flow(const uint8_t *a, const uint8_t *b, const struct gso_layout
         return 0;
     }
     const uint8_t *ta = ia + l4, *tb = ib + l4;
+    if (L->protocol == PROTO_UDP_)
+        return memcmp(ta, tb, 4) == 0;
     size_t thl = L->payload - L->l4;
     return memcmp(ta, tb, 4) == 0 && memcmp(ta + 8, tb + 8, 5) == 0 &&
            (ta[13] & (uint8_t)~TCP_PSH) == (tb[13] & (uint8_t)~TCP_PSH) &&
            memcmp(ta + 14, tb + 14, 2) == 0 && memcmp(ta + 18, tb + 18, thl - 18) == 0;
 }
 
+/* Whether p continues the run: the same flow, every segment so far of the
+ * first one's size (TCP: not pushed), p no larger, the next IPv4 ID and TCP
+ * sequence number (what cutting the run again gives back), its checksum
+ * right. */
 static int joinable(const struct coalescer *c, const uint8_t *p, size_t len)
 {
     struct gso_layout L;
@@ -357,18 +376,19 @@ static int joinable(const struct coalescer *c, const uint8_t *p, size_t len)
     const uint8_t *first = c->segs[0], *last = c->segs[c->n - 1];
     size_t size = c->lens[0] - L.payload, last_len = c->lens[c->n - 1] - L.payload;
     size_t data = len - L.payload;
-    if (!same_flow(first, p, &L) || last_len != size || (last[L.l4 + 13] & TCP_PSH))
+    int tcp = L.protocol == PROTO_TCP;
+    if (!same_flow(first, p, &L) || last_len != size || (tcp && (last[L.l4 + 13] & TCP_PSH)))
         return 0;
-    if (data == 0 || data > size)
-        return 0;
-    size_t ip_len = L.version == 4 ? get_be16(p + L.l3 + 2) : 40 + (size_t)get_be16(p + L.l3 + 4);
-    if (ip_len != len - L.l3)
+    if (data == 0 || data > size || ip_length(p, &L) != len - L.l3)
         return 0;
     if (L.version == 4 &&
         get_be16(p + L.l3 + 4) != (uint16_t)(get_be16(first + L.l3 + 4) + c->n))
         return 0;
-    return get_be32(p + L.l4 + 4) == get_be32(last + L.l4 + 4) + (uint32_t)last_len &&
-           tcp_checksum_ok(p, len, &L);
+    if (tcp && get_be32(p + L.l4 + 4) != get_be32(last + L.l4 + 4) + (uint32_t)last_len)
+        return 0;
+    if (!tcp && get_be16(p + L.l4 + 4) != len - L.l4)
+        return 0;
+    return l4_checksum_ok(p, len, &L);
 }
 
 void coalescer_flush(struct coalescer *c)
@@ -381,21 +401,26 @@ void coalescer_flush(struct coalescer *c)
     c->iov[1] = (struct iovec){first, c->lens[0]};
     if (c->n > 1) {
         const struct gso_layout *L = &c->layout;
+        int tcp = L->protocol == PROTO_TCP;
         uint8_t *ip = first + L->l3, *th = first + L->l4;
-        th[13] |= c->segs[c->n - 1][L->l4 + 13] & TCP_PSH;
+        size_t l4_len = c->total - (L->l4 - L->l3);
+        if (tcp)
+            th[13] |= c->segs[c->n - 1][L->l4 + 13] & TCP_PSH;
+        else
+            put_be16(th + 4, (uint16_t)l4_len);
         set_ip_lengths(ip, L, c->total);
         /* NEEDS_CSUM: the field holds the pseudo-header sum, folded, not
          * complemented; the kernel adds the rest. */
-        size_t l4_len = c->total - (L->l4 - L->l3);
-        put_be16(th + 16, (uint16_t)~lispd_csum_fold(pseudo_sum(ip, L->version, PROTO_TCP,
-                                                                  l4_len)));
+        put_be16(th + (tcp ? 16 : 6),
+                 (uint16_t)~lispd_csum_fold(pseudo_sum(ip, L->version, L->protocol, l4_len)));
         struct vnet_hdr h = {
             .flags = VNET_NEEDS_CSUM,
-            .gso_type = L->version == 4 ? VNET_GSO_TCPV4 : VNET_GSO_TCPV6,
+            .gso_type = !tcp ? VNET_GSO_UDP_L4 : L->version == 4 ? VNET_GSO_TCPV4
+                                                                  : VNET_GSO_TCPV6,
             .hdr_len = (uint16_t)L->payload,
             .gso_size = (uint16_t)(c->lens[0] - L->payload),
             .csum_start = (uint16_t)L->l4,
-            .csum_offset = 16,
+            .csum_offset = tcp ? 16 : 6,
         };
         vnet_hdr_put(c->vnet, &h);
         for (uint32_t i = 1; i < c->n; i++)
@@ -412,7 +437,8 @@ void coalescer_add(struct coalescer *c, uint8_t *p, size_t len)
 {
     if (c->n > 0) {
         size_t grown = c->total + len - c->layout.payload;
-        if (c->n < COALESCE_MAX && grown <= SUPER_MAX && joinable(c, p, len)) {
+        uint32_t most = c->layout.protocol == PROTO_TCP ? COALESCE_MAX : COALESCE_UDP_MAX;
+        if (c->n < most && grown <= SUPER_MAX && joinable(c, p, len)) {
             c->segs[c->n] = p;
             c->lens[c->n++] = len;
             c->total = grown;
@@ -423,7 +449,7 @@ void coalescer_add(struct coalescer *c, uint8_t *p, size_t len)
     c->segs[0] = p;
     c->lens[0] = len;
     c->n = 1;
-    if (!coalescible(p, len, c->l3, &c->layout)) {
+    if (!coalescible(c, p, len, &c->layout)) {
         coalescer_flush(c); /* alone */
         return;
     }
@@ -460,11 +486,12 @@ static void flat_emit(void *context, struct iovec *iov, int iovcnt, uint32_t seg
 }
 
 int lispd_gro_coalesce(uint8_t *packets, const uint32_t *lengths, uint32_t n, uint32_t l3,
-                       uint8_t *out, size_t out_cap, uint32_t *out_lengths)
+                       int udp, uint8_t *out, size_t out_cap, uint32_t *out_lengths)
 {
     struct flat f = {out, out_cap, 0, out_lengths, 0, 0};
     struct coalescer c;
     coalescer_init(&c, l3, flat_emit, &f);
+    c.udp = udp != 0;
     size_t at = 0;
     for (uint32_t i = 0; i < n; i++) {
         coalescer_add(&c, packets + at, lengths[i]);

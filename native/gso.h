@@ -75,11 +75,11 @@ int gso_plan(const uint8_t *p, size_t len, size_t l3, const struct vnet_hdr *h,
 size_t gso_segment(const uint8_t *p, size_t len, const struct gso_plan *plan, uint32_t k,
                    uint8_t *out, const uint8_t **chunk, size_t *chunk_len);
 
-/* Consecutive segments of one TCP flow, waiting to be written as one
+/* Consecutive segments of one TCP (or UDP) flow, waiting to be written as one
  * super-packet. Each is a whole packet (frame) in memory that stays put
  * until the run is emitted; emit gets the iovecs to write: the virtio-net
  * header, the first segment whole, then the payload of each other. */
-enum { COALESCE_MAX = 128 };
+enum { COALESCE_MAX = 128, COALESCE_UDP_MAX = 64 /* the kernel's UDP_MAX_SEGMENTS */ };
 
 /* bytes: the segments' own lengths, added up (what they were on arrival). */
 typedef void (*coalesce_emit)(void *context, struct iovec *iov, int iovcnt, uint32_t segments,
@@ -87,6 +87,7 @@ typedef void (*coalesce_emit)(void *context, struct iovec *iov, int iovcnt, uint
 
 struct coalescer {
     size_t l3;
+    int udp;                /* the device takes UDP super-packets (USO) too */
     uint32_t n;
     size_t total;           /* IP length of the run as one packet */
     struct gso_layout layout;

@@ -481,10 +481,11 @@ enum {
 
 /* Say that a device's fd was opened with IFF_VNET_HDR (layer 3: TUN index;
  * layer 2: segment index): every read and write then carries a virtio-net
- * header, reads may be GSO super-packets (cut here) and writes of what came
- * in UDP_GRO trains are coalesced back into super-packets. -1 for no such
- * device. */
-int lispd_dp_set_vnet(struct lispd_dp *dp, int layer, uint32_t index, int on);
+ * header, reads may be GSO super-packets (cut here) and what the ETR
+ * writes there is coalesced into super-packets. mode: 0 no header; 1 the
+ * header, TCP super-packets; 2 TCP and UDP (the kernel took USO). -1 for
+ * no such device or mode. */
+int lispd_dp_set_vnet(struct lispd_dp *dp, int layer, uint32_t index, int mode);
 
 /* UDP sockets (unconnected, bound to a source port each, UDP_SEGMENT
  * accepted) that carry trains of the outer family: a flow uses
@@ -507,11 +508,12 @@ int lispd_gso_segment(const uint8_t *vnet, const uint8_t *packet, size_t len, ui
 /* The ETR's coalescing: n packets (lengths[i] octets each, one after the
  * other in packets, IP header at l3) as written to a device with
  * IFF_VNET_HDR: each output at out is a virtio-net header and a packet,
- * out_lengths[k] octets together; runs of one TCP flow become one
- * super-packet (at most 128 segments, 65535 octets of IP). packets is
- * rewritten in places. Returns how many outputs, -2 when out is too small. */
+ * out_lengths[k] octets together; runs of one TCP flow (with udp, of one
+ * UDP flow too: a device that took USO) become one super-packet (at most
+ * 128 TCP or 64 UDP segments, 65535 octets of IP). packets is rewritten in
+ * places. Returns how many outputs, -2 when out is too small. */
 int lispd_gro_coalesce(uint8_t *packets, const uint32_t *lengths, uint32_t n, uint32_t l3,
-                       uint8_t *out, size_t out_cap, uint32_t *out_lengths);
+                       int udp, uint8_t *out, size_t out_cap, uint32_t *out_lengths);
 
 /* Send one packet of TUN tun that waited for its mapping: copied into a
  * buffer of the data plane's own (not the batch buffers: misses of the last

@@ -28,7 +28,7 @@ enum {
     LISP_N = 0x80,
     /* A train's UDP payload: under what one IP packet's length field can
      * say, so the kernel takes it whole (IPv6 headers included). */
-    TRAIN_BYTES = 65000
+    TRAIN_BYTES = DP_TRAIN_BYTES
 };
 
 /* -- the slow path ------------------------------------------------------------ */
@@ -92,23 +92,11 @@ static void vxlan_slow_step(struct lispd_dp *dp, uint8_t *buf, size_t len, void 
 
 /* -- trains ---------------------------------------------------------------------- */
 
-/* What every datagram of a train shares, read off the first segment's
- * outer headers as the plain step built them. */
-struct train {
-    int fd;
-    uint8_t family;
-    uint8_t source[16], destination[16];
-    uint16_t port;
-    uint8_t tos, ttl;
-    uint8_t tunnel[TUNNEL_HEADER];  /* the LISP or VXLAN header */
-    int fresh_nonce;                /* LISP with N: a nonce per datagram */
-};
-
-/* From the probe's SEND verdict; -1 when no train sender has its source
- * port (none for the family). */
-static int train_of(const struct lispd_dp *dp, const struct lispd_verdict *v, struct train *t)
+/* From the outer headers the plain step built at o for SEND verdict v;
+ * -1 when no train sender has its source port (none for the family). */
+static int train_of(const struct lispd_dp *dp, const uint8_t *o, const struct lispd_verdict *v,
+                    struct train *t)
 {
-    const uint8_t *o = dp->probe + v->offset;
     int v6 = v->family == LISPD_FAMILY_IPV6;
     size_t ip = v6 ? IPV6_HEADER : IPV4_HEADER, alen = v6 ? 16 : 4;
     const struct dp_senders *s = dp_senders_of(dp, v->family);
@@ -130,9 +118,9 @@ static int train_of(const struct lispd_dp *dp, const struct lispd_verdict *v, st
     return 0;
 }
 
-/* One sendmsg: the datagrams in iov (header, chunk pairs), every one size
- * octets but the last, towards t, from t's source, with t's TOS and TTL.
- * Whether the kernel took it. */
+/* One sendmsg: the datagrams in iov, every one size octets but the last
+ * (a datagram may be gathered from several iovecs), towards t, from t's
+ * source, with t's TOS and TTL. Whether the kernel took it. */
 static int send_group(const struct train *t, struct iovec *iov, size_t n_iov, uint16_t size)
 {
     union {
@@ -254,6 +242,70 @@ static uint32_t send_train(struct lispd_dp *dp, const struct train *t, const uin
     return k;
 }
 
+/* -- packets that were read one by one, sent as trains ------------------------ */
+
+static int same_train(const struct train *a, const struct train *b)
+{
+    size_t alen = dp_addr_len(a->family);
+    return a->fd == b->fd && a->family == b->family && a->port == b->port && a->tos == b->tos &&
+           a->ttl == b->ttl && memcmp(a->destination, b->destination, alen) == 0 &&
+           memcmp(a->source, b->source, alen) == 0;
+}
+
+void dp_train_flush(struct lispd_dp *dp)
+{
+    struct dp_trainq *q = &dp->trainq;
+    if (q->n == 0)
+        return;
+    if (send_group(&q->key, q->iov, q->n, (uint16_t)q->size)) {
+        dp->counters.gso_trains++;
+        dp->counters.gso_segments += q->n;
+        *dp->sent_packets += q->n;
+        *dp->sent_bytes += q->outer_bytes;
+    } else {
+        /* Refused (the kernel, the route, the buffer): each whole outer
+         * packet, still built where it lies, through the raw socket. */
+        dp->counters.gso_fallbacks++;
+        for (uint32_t i = 0; i < q->n; i++) {
+            if (dp_send_now(dp, q->packets[i].iov_base, &q->verdicts[i])) {
+                (*dp->sent_packets)++;
+                *dp->sent_bytes += q->verdicts[i].length;
+            } else {
+                dp->counters.drops[LISPD_DROP_SEND_ERROR]++;
+            }
+        }
+    }
+    q->n = 0;
+}
+
+int dp_train_add(struct lispd_dp *dp, uint8_t *buf, const struct lispd_verdict *v)
+{
+    struct train t;
+    const uint8_t *outer = buf + v->offset;
+    if (train_of(dp, outer, v, &t) < 0)
+        return -1;
+    size_t headers = (v->family == LISPD_FAMILY_IPV6 ? IPV6_HEADER : IPV4_HEADER) + UDP_HEADER;
+    size_t len = v->length - headers;
+    struct dp_trainq *q = &dp->trainq;
+    if (q->n > 0 && (q->n == LISPD_TRAIN || len > q->size || q->short_last ||
+                     q->bytes + len > TRAIN_BYTES || !same_train(&q->key, &t)))
+        dp_train_flush(dp);
+    if (q->n == 0) {
+        q->key = t;
+        q->size = len;
+        q->bytes = q->outer_bytes = 0;
+        q->short_last = 0;
+    }
+    q->iov[q->n] = (struct iovec){(void *)(outer + headers), len};
+    q->packets[q->n] = (struct iovec){buf, 0};
+    q->verdicts[q->n] = *v;
+    q->bytes += len;
+    q->outer_bytes += v->length;
+    q->short_last = len < q->size;
+    q->n++;
+    return 0;
+}
+
 /* Segment 0 of the super-packet p into the probe, behind headroom: the
  * packet the plain step decides on for the whole super-packet (the same
  * addresses, ports and flow). Returns its length. */
@@ -284,7 +336,7 @@ void dp_itr_super(struct lispd_dp *dp, uint8_t *buf, size_t len, const struct vn
                       dp_next_nonce(dp), &v);
     uint32_t from = 0;
     struct train t;
-    if (v.verdict == LISPD_VERDICT_SEND && train_of(dp, &v, &t) == 0) {
+    if (v.verdict == LISPD_VERDICT_SEND && train_of(dp, dp->probe + v.offset, &v, &t) == 0) {
         /* Packets of this batch still queued go first: no reordering. */
         dp_flush_queues(dp);
         from = send_train(dp, &t, p, len, &plan, &dp->counters.itr_packets,
@@ -319,7 +371,7 @@ void dp_vxlan_tx_super(struct lispd_dp *dp, uint8_t *buf, size_t len, const stru
     lispd_vxlan_tx_process(dp, segment, dp->probe, LISPD_BUFFER, LISPD_HEADROOM, first, &v);
     uint32_t from = 0;
     struct train t;
-    if (v.verdict == LISPD_VERDICT_SEND && train_of(dp, &v, &t) == 0) {
+    if (v.verdict == LISPD_VERDICT_SEND && train_of(dp, dp->probe + v.offset, &v, &t) == 0) {
         dp_flush_queues(dp);
         from = send_train(dp, &t, p, len, &plan, &dp->counters.vxlan_tx_packets,
                           &dp->counters.vxlan_tx_bytes);
@@ -356,19 +408,20 @@ void dp_coalescer_flush(struct lispd_dp *dp)
     coalescer_flush(&dp->coalescer);
 }
 
-void dp_write_decapsulated(struct lispd_dp *dp, int fd, size_t l3, uint8_t *p, size_t len,
-                           int in_train, uint64_t *packets, uint64_t *bytes)
+void dp_write_decapsulated(struct lispd_dp *dp, int fd, size_t l3, int uso, uint8_t *p,
+                           size_t len, uint64_t *packets, uint64_t *bytes)
 {
     struct coalescer *c = &dp->coalescer;
     if (c->emit == NULL)
         coalescer_init(c, l3, emit_write, dp);
-    int joins = in_train && (l3 == 0 || ip_ethertype(p, len));
+    int joins = l3 == 0 || ip_ethertype(p, len);
     if (!joins || dp->coalescer_fd != fd || c->l3 != l3)
         coalescer_flush(c);
     dp->coalescer_fd = fd;
     dp->coalescer_packets = packets;
     dp->coalescer_bytes = bytes;
     c->l3 = l3;
+    c->udp = uso;
     if (joins) {
         coalescer_add(c, p, len);
         return;

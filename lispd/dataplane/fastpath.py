@@ -143,10 +143,12 @@ class FastPath:
             raise FastPathError(f"cannot add VXLAN segment {vni}")
         return index
 
-    def set_vnet(self, layer: int, index: int, on: bool) -> None:
+    def set_vnet(self, layer: int, index: int, on: bool, *, udp: bool = False) -> None:
         """The device (layer 3: TUN index, 2: segment index) carries
-        virtio-net headers: super-packets in, coalesced writes out."""
-        if lib.lispd_dp_set_vnet(self._dp, layer, index, int(on)) < 0:
+        virtio-net headers: super-packets in, coalesced writes out (UDP ones
+        too with `udp`: the kernel took USO on it)."""
+        mode = 0 if not on else 2 if udp else 1
+        if lib.lispd_dp_set_vnet(self._dp, layer, index, mode) < 0:
             raise FastPathError(f"no layer-{layer} device {index}")
 
     def set_train_senders(self, version: int, senders: list[tuple[int, int]]) -> None:
@@ -313,7 +315,8 @@ def gso_segment(vnet_header: bytes, packet: bytes, l3: int = 0) -> list[bytes]:
     return pieces
 
 
-def gro_coalesce(packets: list[bytes], l3: int = 0) -> list[tuple[bytes, bytes]]:
+def gro_coalesce(packets: list[bytes], l3: int = 0, *,
+                 udp: bool = False) -> list[tuple[bytes, bytes]]:
     """lispd_gro_coalesce: (virtio-net header, packet) as the ETR writes
     them; twin of lispd.dataplane.gso.coalesce."""
     data = bytearray(b"".join(packets))
@@ -322,7 +325,7 @@ def gro_coalesce(packets: list[bytes], l3: int = 0) -> list[tuple[bytes, bytes]]
     lengths = ffi.new("uint32_t[]", max(len(packets), 1))
     n: int = lib.lispd_gro_coalesce(ffi.from_buffer("uint8_t[]", data),
                                     ffi.new("uint32_t[]", [len(p) for p in packets] or [0]),
-                                    len(packets), l3, out, room, lengths)
+                                    len(packets), l3, int(udp), out, room, lengths)
     if n < 0:
         raise OffloadError("no room")
     outputs, at = [], 0

@@ -7,8 +7,9 @@ With IFF_VNET_HDR a TUN read is a virtio-net header and a packet of up to
 checksum is still to be made (NEEDS_CSUM). `segment` does what the NIC would:
 MTU-sized packets with their IP lengths and IDs, TCP sequence numbers and
 flags, and every checksum made. `coalesce` goes the other way for what the
-ETR writes to the TUN: consecutive segments of one TCP flow become one
-super-packet with a GSO header, so the kernel's stack sees few, large packets.
+ETR writes to the TUN: consecutive segments of one TCP flow (and, where the
+device took USO, datagrams of one UDP flow) become one super-packet with a
+GSO header, so the kernel's stack sees few, large packets.
 
     virtio_net_hdr (10 octets, little-endian; TUNSETVNETLE makes the kernel
     use that byte order on every host):
@@ -37,7 +38,8 @@ NEEDS_CSUM = 1
 GSO_NONE, GSO_TCPV4, GSO_UDP_L4, GSO_TCPV6 = 0, 1, 5, 4
 VNET_HDR_LEN = 10
 MAX_SUPER = 65535
-MAX_RUN = 128  # segments in one super-packet (the C coalescer's iovecs)
+MAX_RUN = 128  # TCP segments in one super-packet (the C coalescer's iovecs)
+MAX_UDP_RUN = 64  # UDP datagrams in one (the kernel's UDP_MAX_SEGMENTS)
 _HDR = struct.Struct("<BBHHHH")
 _TCP, _UDP = 6, 17
 _FIN, _PSH, _CWR = 0x01, 0x08, 0x80
@@ -172,15 +174,17 @@ def segment(header: VirtioNetHdr, packet: bytes) -> list[bytes]:
 
 
 def _flow(packet: bytes, layout: _Layout) -> bytes:
-    """What must be equal for two TCP segments to be one super-packet: the IP
+    """What must be equal for two segments to be one super-packet: the IP
     header but for length, ID and checksum; the TCP header but for sequence
-    number, flags PSH and checksum."""
+    number, flags PSH and checksum; of UDP, the ports."""
     ip = bytearray(packet[:layout.l4])
     if layout.version == 4:
         ip[2:6] = b"\0\0\0\0"
         ip[10:12] = b"\0\0"
     else:
         ip[4:6] = b"\0\0"
+    if layout.protocol == _UDP:
+        return bytes(ip) + packet[layout.l4:layout.l4 + 4]
     tcp = bytearray(packet[layout.l4:layout.payload])
     tcp[4:8] = b"\0\0\0\0"
     tcp[13] &= ~_PSH & 0xFF
@@ -190,8 +194,9 @@ def _flow(packet: bytes, layout: _Layout) -> bytes:
 
 def _joinable(run: list[bytes], layout: _Layout, size: int, nxt: bytes) -> bool:
     """Whether segment `nxt` continues `run` (of `size` payload octets each so
-    far): the same flow, the next sequence number, the next IPv4 ID (what
-    segmentation gives back), and only the run's last one short or pushed."""
+    far): the same flow, the next sequence number (TCP), the next IPv4 ID
+    (what segmentation gives back), and only the run's last one short (or,
+    TCP, pushed)."""
     try:
         other = _layout(nxt)
     except GsoError:
@@ -200,22 +205,25 @@ def _joinable(run: list[bytes], layout: _Layout, size: int, nxt: bytes) -> bool:
     if other != layout or _flow(nxt, other) != _flow(first, layout):
         return False
     last_length = len(last) - layout.payload
-    if last_length != size or last[layout.l4 + 13] & _PSH:
+    tcp = layout.protocol == _TCP
+    if last_length != size or (tcp and last[layout.l4 + 13] & _PSH):
         return False
     if layout.version == 4:
         first_id = struct.unpack_from("!H", first, 4)[0]
         if struct.unpack_from("!H", nxt, 4)[0] != (first_id + len(run)) & 0xFFFF:
             return False
-    seq = struct.unpack_from("!I", last, layout.l4 + 4)[0]
-    expected = (seq + last_length) & 0xFFFFFFFF
-    return (struct.unpack_from("!I", nxt, layout.l4 + 4)[0] == expected
-            and 0 < len(nxt) - layout.payload <= size and _whole(nxt, layout))
+    if tcp:
+        seq = struct.unpack_from("!I", last, layout.l4 + 4)[0]
+        if struct.unpack_from("!I", nxt, layout.l4 + 4)[0] != (seq + last_length) & 0xFFFFFFFF:
+            return False
+    return 0 < len(nxt) - layout.payload <= size and _whole(nxt, layout)
 
 
 def _whole(packet: bytes, layout: _Layout) -> bool:
-    """No trailing octets past the IP length, and a right TCP checksum: a run
-    goes up with its checksum left to the kernel, so a damaged segment must
-    not hide in it."""
+    """No trailing octets past the IP (and UDP) length, and a right checksum:
+    a run goes up with its checksum left to the kernel, so a damaged segment
+    must not hide in it. A zero UDP checksum is "none" over IPv4 (RFC 768)
+    and invalid over IPv6 (RFC 8200 8.1)."""
     if layout.version == 4:
         length = struct.unpack_from("!H", packet, 2)[0]
     else:
@@ -223,41 +231,48 @@ def _whole(packet: bytes, layout: _Layout) -> bool:
     if length != len(packet):
         return False
     l4_length = len(packet) - layout.l4
+    if layout.protocol == _UDP:
+        udp_length, check = struct.unpack_from("!HH", packet, layout.l4 + 4)
+        if udp_length != l4_length:
+            return False
+        if check == 0:
+            return layout.version == 4
     return csum_fold(csum_add(_pseudo_sum(packet, layout, l4_length), packet[layout.l4:])) == 0
 
 
-def _coalescible(packet: bytes) -> _Layout | None:
+def _coalescible(packet: bytes, udp: bool) -> _Layout | None:
     try:
         layout = _layout(packet)
     except GsoError:
         return None
-    if layout.protocol != _TCP or len(packet) == layout.payload:
-        return None
-    flags = packet[layout.l4 + 13]
-    if flags & ~(0x10 | _PSH) & 0xFF:  # ACK and PSH only: SYN, FIN, RST, URG, ECE, CWR go alone
+    if (layout.protocol == _UDP and not udp) or len(packet) == layout.payload:
         return None
     if layout.version == 4 and packet[6] & 0x3F | packet[7]:  # a fragment
         return None
+    if layout.protocol == _TCP and packet[layout.l4 + 13] & ~(0x10 | _PSH) & 0xFF:
+        return None  # ACK and PSH only: SYN, FIN, RST, URG, ECE, CWR go alone
     return layout if _whole(packet, layout) else None
 
 
-def coalesce(packets: list[bytes]) -> list[tuple[VirtioNetHdr, bytes]]:
-    """Runs of consecutive segments of one TCP flow as super-packets (GSO
-    header, checksum left partial as the kernel expects); everything else as
-    it came, with an empty header."""
+def coalesce(packets: list[bytes], *, udp: bool = False) -> list[tuple[VirtioNetHdr, bytes]]:
+    """Runs of consecutive segments of one TCP flow (with `udp`, a device
+    that took USO, of one UDP flow too) as super-packets (GSO header,
+    checksum left partial as the kernel expects); everything else as it
+    came, with an empty header."""
     out: list[tuple[VirtioNetHdr, bytes]] = []
     index = 0
     while index < len(packets):
         first = packets[index]
-        layout = _coalescible(first)
+        layout = _coalescible(first, udp)
         run = [first]
         if layout is not None:
             size = len(first) - layout.payload
             total = len(first)
+            most = MAX_RUN if layout.protocol == _TCP else MAX_UDP_RUN
             while index + len(run) < len(packets):
                 nxt = packets[index + len(run)]
                 grown = total + len(nxt) - layout.payload
-                if (grown > MAX_SUPER or len(run) == MAX_RUN
+                if (grown > MAX_SUPER or len(run) == most
                         or not _joinable(run, layout, size, nxt)):
                     break
                 run.append(nxt)
@@ -271,8 +286,10 @@ def coalesce(packets: list[bytes]) -> list[tuple[VirtioNetHdr, bytes]]:
 
 
 def _super(run: list[bytes], layout: _Layout) -> tuple[VirtioNetHdr, bytes]:
+    tcp = layout.protocol == _TCP
     one = bytearray(run[0][:layout.payload])
-    one[layout.l4 + 13] |= run[-1][layout.l4 + 13] & _PSH
+    if tcp:
+        one[layout.l4 + 13] |= run[-1][layout.l4 + 13] & _PSH
     for packet in run:
         one += packet[layout.payload:]
     total = len(one)
@@ -282,11 +299,13 @@ def _super(run: list[bytes], layout: _Layout) -> tuple[VirtioNetHdr, bytes]:
         struct.pack_into("!H", one, 10, csum_fold(csum_add(0, bytes(one[:layout.l4]))))
     else:
         struct.pack_into("!H", one, 4, total - 40)
+    if not tcp:
+        struct.pack_into("!H", one, layout.l4 + 4, total - layout.l4)
     # NEEDS_CSUM: the field holds the pseudo-header sum, folded, not complemented.
     partial = _pseudo_sum(bytes(one), layout, total - layout.l4)
-    struct.pack_into("!H", one, layout.l4 + 16, ~csum_fold(partial) & 0xFFFF)
-    header = VirtioNetHdr(
-        NEEDS_CSUM, GSO_TCPV4 if layout.version == 4 else GSO_TCPV6, layout.payload,
-        len(run[0]) - layout.payload, layout.l4, 16,
-    )
+    at = 16 if tcp else 6
+    struct.pack_into("!H", one, layout.l4 + at, ~csum_fold(partial) & 0xFFFF)
+    gso_type = GSO_UDP_L4 if not tcp else GSO_TCPV4 if layout.version == 4 else GSO_TCPV6
+    header = VirtioNetHdr(NEEDS_CSUM, gso_type, layout.payload, len(run[0]) - layout.payload,
+                          layout.l4, at)
     return header, bytes(one)

@@ -166,3 +166,54 @@ def test_a_bulk_transfer_becomes_few_super_packets_in_c() -> None:
     assert header == VirtioNetHdr(NEEDS_CSUM, GSO_TCPV4, 40, 1448, 20, 16)
     assert struct.unpack_from("!H", outputs[0][1], 2)[0] == 40 + 45 * 1448
     assert [s for h, p in outputs for s in gso_segment(h, p)] == stream
+
+
+@st.composite
+def udp_streams(draw: st.DrawFn) -> list[bytes]:
+    """Datagrams of one UDP flow as a sender puts them on the wire: equal
+    sizes but maybe the last, consecutive IPv4 IDs (or not), now and then
+    one of another flow or size in between."""
+    version = draw(st.sampled_from((4, 6)))
+    size = draw(st.integers(1, 1472))
+    count = draw(st.integers(1, 80))
+    ident = draw(st.integers(0, 2**16 - 1))
+    out = []
+    for index in range(count):
+        length = size if index < count - 1 else draw(st.integers(1, size))
+        sport = 9 if draw(st.integers(0, 15)) == 0 else 4000
+        udp = UDP(sport=sport, dport=5201) / (bytes([index & 0xFF]) * length)
+        ip = (IP(src=V4[0], dst=V4[1], id=(ident + index) % 2**16) if version == 4
+              else IPv6(src=V6[0], dst=V6[1]))
+        out.append(bytes(ip / udp))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(udp_streams())
+def test_udp_datagrams_are_coalesced_as_python_does(stream: list[bytes]) -> None:
+    supers = coalesce(stream, udp=True)
+    assert [(VirtioNetHdr.decode(h), p) for h, p in gro_coalesce(stream, udp=True)] == supers
+    assert all(h.gso_type in (GSO_NONE, GSO_UDP_L4) for h, _ in supers)
+    # Cut again, every datagram is what it was, boundaries included.
+    assert [s for h, p in supers for s in gso_segment(h.encode(), p)] == stream
+    # A device without USO gets them one by one.
+    assert all(VirtioNetHdr.decode(h).gso_type == GSO_NONE for h, _ in gro_coalesce(stream))
+
+
+def test_a_zero_udp_checksum_joins_over_ipv4_and_not_over_ipv6() -> None:
+    def datagrams(version: int) -> list[bytes]:
+        out = []
+        for index in range(3):
+            ip = (IP(src=V4[0], dst=V4[1], id=index) if version == 4
+                  else IPv6(src=V6[0], dst=V6[1]))
+            out.append(bytes(ip / UDP(sport=1, dport=2, chksum=0) / (b"x" * 100)))
+        return out
+
+    four = gro_coalesce(datagrams(4), udp=True)
+    assert [VirtioNetHdr.decode(h).gso_type for h, _ in four] == [GSO_UDP_L4]
+    # Cut again, they carry a real checksum: scapy's own.
+    again = gso_segment(*four[0])
+    assert again == [bytes(IP(src=V4[0], dst=V4[1], id=i) / UDP(sport=1, dport=2) / (b"x" * 100))
+                     for i in range(3)]
+    six = gro_coalesce(datagrams(6), udp=True)
+    assert [VirtioNetHdr.decode(h).gso_type for h, _ in six] == [GSO_NONE] * 3
