@@ -80,10 +80,14 @@ class ControlPlane:
             MapServer(setup.sites(config.map_server), config.map_server.register_interval)
             if config.map_server else None
         )
+        # The registrar is also the ETR that answers Map-Requests and RLOC
+        # probes for the local EIDs: it is there whenever there are any, map-
+        # servers or not, or a static-only peer's prober would find no one
+        # answering and mark this node's locators down.
         registrar = (
             Registrar(setup.local_mappings(self.database), peers, xtr.register_interval,
                       xtr_id=xtr_id)
-            if xtr and peers else None
+            if xtr and (peers or self.database) else None
         )
         resolver = (
             Resolver(mapcache, map_resolvers=xtr.map_resolvers, itr_rlocs=rlocs,
@@ -290,7 +294,7 @@ class ControlPlane:
     def acknowledged_by(self) -> tuple[IPAddress, ...] | None:
         """The map-servers that hold all our registrations (None: no registrar)."""
         registrar, xtr = self.node.registrar, self.config.xtr
-        if registrar is None or xtr is None:
+        if registrar is None or xtr is None or not xtr.map_servers:
             return None
         return tuple(p.address for p in xtr.map_servers if registrar.acknowledged(p.address))
 

@@ -473,8 +473,18 @@ class ReferenceDataplane:
     tuns: list[int] = field(default_factory=list)  # index -> instance-id
     segments: list[Segment] = field(default_factory=list)  # index -> segment
     recent: RecentItrs = field(default_factory=RecentItrs)
+    # Outer family -> the source ports of its train senders (FastPath's
+    # set_train_senders): a flow's outer source port is ports[hash % n].
+    train_ports: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
     # -- configuration, as FastPath's ----------------------------------------
+
+    def set_train_ports(self, version: int, ports: tuple[int, ...]) -> None:
+        self.train_ports[version] = ports
+
+    def _source_port(self, version: int, hash_value: int) -> int:
+        ports = self.train_ports.get(version, ())
+        return ports[hash_value % len(ports)] if ports else _source_port(hash_value)
 
     def set_underlay(
         self, rloc4: IPv4Address | None, rloc6: IPv6Address | None, mtu: int
@@ -550,7 +560,8 @@ class ReferenceDataplane:
             locator_status_bits=lsbs,
         )
         outer = encapsulate(
-            source, rloc.address, _source_port(hash_value), LISP_DATA_PORT,
+            source, rloc.address, self._source_port(rloc.address.version, hash_value),
+            LISP_DATA_PORT,
             lisp.encode() + inner.packet, tos=inner.tos, ttl=inner.ttl, hash_value=hash_value,
         )
         return Verdict(VerdictKind.SEND, data=outer, address=rloc.address)
@@ -670,7 +681,7 @@ class ReferenceDataplane:
             return _drop(Drop.TOO_BIG)
         hash_value = frame_hash(frame)
         outer = encapsulate(
-            seg.local, peer, _source_port(hash_value), VXLAN_PORT,
+            seg.local, peer, self._source_port(peer.version, hash_value), VXLAN_PORT,
             VxlanHeader(seg.vni).encode() + frame, tos=0, ttl=OUTER_TTL_VXLAN,
             hash_value=hash_value,
         )

@@ -136,11 +136,27 @@ class LispState:
     tuns: tuple[int, ...]  # instance-id by TUN index
     mapcache: tuple[tuple[int, IpNetwork, FibEntry], ...]
     database: tuple[tuple[int, IpNetwork, FibEntry], ...]
+    train_ports: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())  # IPv4, IPv6 senders
 
     def networks(self, table: str, instance_id: int | None = None) -> list[IpNetwork]:
         """The prefixes of a table, of one instance-id when given."""
         rows = self.mapcache if table == "mapcache" else self.database
         return [net for iid, net, _ in rows if instance_id in (None, iid)]
+
+
+# The source ports of train senders (the offload path), or none.
+train_ports = st.one_of(
+    st.just(()),
+    st.lists(st.integers(49152, 65535), min_size=1, max_size=fastpath.GSO_SENDERS).map(tuple),
+)
+
+
+def set_train_ports(c: fastpath.FastPath, model: ref.ReferenceDataplane,
+                    ports: tuple[tuple[int, ...], tuple[int, ...]]) -> None:
+    """The same senders on both (no fd: the steps only take their ports)."""
+    for version, of_family in zip((4, 6), ports, strict=True):
+        c.set_train_senders(version, [(-1, port) for port in of_family])
+        model.set_train_ports(version, of_family)
 
 
 @st.composite
@@ -162,6 +178,7 @@ def lisp_states(draw: st.DrawFn) -> LispState:
         tuns=tuns,
         mapcache=tuple(mapcache),
         database=tuple(database),
+        train_ports=draw(st.tuples(train_ports, train_ports)),
     )
 
 
@@ -195,6 +212,7 @@ def build_lisp(state: LispState) -> LispTwins:
             naive.set(iid, network, entry)
     c.set_underlay(state.rloc4, state.rloc6, state.mtu)
     model.set_underlay(state.rloc4, state.rloc6, state.mtu)
+    set_train_ports(c, model, state.train_ports)
     for iid in state.tuns:
         assert c.add_tun(-1, iid) == model.add_tun(iid)
     return LispTwins(c, model, mapcache, database)
@@ -632,6 +650,7 @@ class VxlanState:
     segments: tuple[tuple[int, IpAddress, bool, tuple[IpAddress, ...]], ...]
     fdb: tuple[tuple[int, bytes, IpAddress, bool, int], ...]
     fdb_room: int
+    train_ports: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())
 
 
 @st.composite
@@ -652,7 +671,8 @@ def vxlan_states(draw: st.DrawFn) -> VxlanState:
         )
     )
     fdb = {(row[0], row[1]): row for row in rows}  # the last one for a (VNI, MAC)
-    return VxlanState(tuple(segments), tuple(fdb.values()), draw(st.integers(0, 3)))
+    return VxlanState(tuple(segments), tuple(fdb.values()), draw(st.integers(0, 3)),
+                      draw(st.tuples(train_ports, train_ports)))
 
 
 @dataclass
@@ -666,6 +686,7 @@ def build_vxlan(state: VxlanState) -> VxlanTwins:
     fdb = Fdb(len(state.fdb) + state.fdb_room)
     c = fastpath.FastPath(Fib(1), Fib(1), fdb)
     model = ref.ReferenceDataplane(fdb=ref.NaiveFdb(fdb.limit))
+    set_train_ports(c, model, state.train_ports)
     for vni, local, learning, flood in state.segments:
         index = c.add_segment(-1, vni, local, learning)
         assert index == model.add_segment(vni, local, learning)
