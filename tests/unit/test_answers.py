@@ -22,9 +22,9 @@ from lispd.dataplane.fastpath import FastPath
 from lispd.dataplane.tables import Fdb, FdbEntry, Fib
 from lispd.mapcache import EidPrefix, Locator, MapCache, MapEntry
 from lispd.wire import auth
-from lispd.wire.control import encode
-from lispd.wire.messages import MapRegister
-from lispd.wire.records import Action, LocatorRecord, MappingRecord
+from lispd.wire.control import decode, encode
+from lispd.wire.messages import MapRegister, MapReply, MapRequest
+from lispd.wire.records import Action, EidRecord, LocatorRecord, MappingRecord
 from tests.netns.sites import map_server_config
 
 NOW = 1000.0
@@ -388,3 +388,34 @@ def test_show_map_cache_within_a_prefix_and_its_bound(
     monkeypatch.setattr(answers, "SHOW_LIMIT", 2)
     with pytest.raises(ctl.RequestError, match="3 map-cache entries, more than the 2"):
         ask(xtr, "show", "map-cache")
+
+
+STATIC_ONLY = """
+[underlay]
+rlocs = ["198.18.0.1"]
+
+[xtr]
+eid-space = ["192.0.2.0/24", "198.51.100.0/24"]
+
+[[xtr.database-mapping]]
+eid-prefix = "192.0.2.0/26"
+
+[[xtr.static-mapping]]
+eid-prefix = "198.51.100.0/24"
+rlocs = [{ address = "198.18.0.2" }]
+"""
+
+
+def test_a_static_only_xtr_answers_rloc_probes(loop: asyncio.AbstractEventLoop) -> None:
+    """No map-server, no map-resolver: the peer's prober (on by default)
+    still gets its answers, or it would mark this node's locator down."""
+    plane = plane_of(make(loop, STATIC_ONLY))
+    assert plane.enabled and plane.node.registrar is not None
+    assert plane.acknowledged_by() is None  # nothing to wait for at start-up
+    assert plane.node.registrar.start(NOW) == []  # no one to register with
+    probe = MapRequest(0x5EED, (IPv4Address("198.18.0.2"),),
+                       (EidRecord(IPv4Address("192.0.2.1"), 32),), probe=True)
+    out = plane.node.receive(encode(probe), IPv4Address("198.18.0.2"), 4342,
+                             IPv4Address("198.18.0.1"), NOW)
+    (reply,) = [decode(datagram.payload) for datagram, _ in out.sourced]
+    assert isinstance(reply, MapReply) and reply.probe and reply.nonce == 0x5EED
