@@ -30,7 +30,9 @@ uint16_t lispd_csum_fold(uint32_t sum)
 
 uint16_t lispd_inet_checksum(const uint8_t *data, size_t len)
 {
-    return lispd_csum_fold(lispd_csum_add(0, data, len));
+    /* The fast path's sum (native/gso.c): the same checksum, in fewer
+     * steps; every IP header the ETR takes in is checked with it. */
+    return lispd_csum_fold(lispd_csum_sum(data, len, 0));
 }
 
 uint16_t lispd_csum_update16(uint16_t check, uint16_t old_word, uint16_t new_word)

@@ -50,6 +50,7 @@ struct dp_recent_itr {
 struct dp_recent {
     uint32_t size;
     uint64_t seq;
+    struct dp_recent_itr last;  /* the last touch */
     struct dp_recent_itr entries[LISPD_RECENT_ITRS];
     struct lispd_hi index;
 };

@@ -190,7 +190,7 @@ int gso_plan(const uint8_t *p, size_t len, size_t l3, const struct vnet_hdr *h,
 /* The unfolded pseudo-header sum (RFC 793, 768, 8200) for length octets. */
 static uint32_t pseudo_sum(const uint8_t *ip, uint8_t version, uint8_t protocol, size_t length)
 {
-    uint32_t sum = version == 4 ? lispd_csum_add(0, ip + 12, 8) : lispd_csum_add(0, ip + 8, 32);
+    uint32_t sum = version == 4 ? csum_words(ip + 12, 8) : csum_words(ip + 8, 32);
     return sum + protocol + (uint32_t)(length >> 16) + (uint32_t)(length & 0xFFFF);
 }
 
@@ -222,7 +222,7 @@ static void finish_segment(uint8_t *out, const struct gso_layout *L, const uint8
         put_be16(th + 4, (uint16_t)l4_len);
     put_be16(th + at, 0);
     /* The transport header has an even length, so the sums chain. */
-    uint32_t sum = pseudo_sum(ip, L->version, L->protocol, l4_len) + lispd_csum_add(0, th, head) +
+    uint32_t sum = pseudo_sum(ip, L->version, L->protocol, l4_len) + csum_words(th, head) +
                    csum_fast(chunk, chunk_len);
     uint16_t check = lispd_csum_fold(sum);
     if (L->protocol == PROTO_UDP_ && check == 0)

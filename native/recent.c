@@ -84,8 +84,16 @@ static void evict_oldest(struct dp_recent *r)
 void dp_recent_seen(struct dp_recent *r, uint8_t family, const uint8_t *address,
                     uint64_t now_ms)
 {
-    struct dp_recent_itr key = {.family = family, .last_seen_ms = now_ms, .seq = r->seq++};
+    struct dp_recent_itr key = {.family = family, .last_seen_ms = now_ms};
     load(family, address, &key.hi, &key.lo);
+    /* A train or batch from one ITR: the same as the last touch in the same
+     * ms changes nothing (it is the most recent already). */
+    const struct dp_recent_itr *last = &r->last;
+    if (r->seq > 0 && last->family == family && last->hi == key.hi && last->lo == key.lo &&
+        last->last_seen_ms == now_ms)
+        return;
+    key.seq = r->seq++;
+    r->last = key;
     uint64_t h = key_hash(r, family, key.hi, key.lo);
     size_t i = lispd_hi_probe(&r->index, h, same_key, r, &key);
     uint32_t idx = lispd_hi_entry(&r->index, i);
