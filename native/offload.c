@@ -118,6 +118,17 @@ static int train_of(const struct lispd_dp *dp, const uint8_t *o, const struct li
     return 0;
 }
 
+/* Fill control message c of m; the next one's place. */
+static struct cmsghdr *put_cmsg(struct msghdr *m, struct cmsghdr *c, int level, int type,
+                                const void *data, size_t len)
+{
+    c->cmsg_level = level;
+    c->cmsg_type = type;
+    c->cmsg_len = CMSG_LEN(len);
+    memcpy(CMSG_DATA(c), data, len);
+    return CMSG_NXTHDR(m, c);
+}
+
 /* One sendmsg: the datagrams in iov, every one size octets but the last
  * (a datagram may be gathered from several iovecs), towards t, from t's
  * source, with t's TOS and TTL. Whether the kernel took it. */
@@ -149,46 +160,22 @@ static int send_group(const struct train *t, struct iovec *iov, size_t n_iov, ui
         m.msg_name = &a4;
         m.msg_namelen = sizeof a4;
     }
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = IPPROTO_UDP;
-    c->cmsg_type = UDP_SEGMENT;
-    c->cmsg_len = CMSG_LEN(sizeof size);
-    memcpy(CMSG_DATA(c), &size, sizeof size);
-    c = CMSG_NXTHDR(&m, c);
     int tos = t->tos, ttl = t->ttl ? t->ttl : 1;
+    struct cmsghdr *c = put_cmsg(&m, CMSG_FIRSTHDR(&m), IPPROTO_UDP, UDP_SEGMENT, &size,
+                                 sizeof size);
     if (v6) {
         struct in6_pktinfo info = {.ipi6_ifindex = 0};
         memcpy(&info.ipi6_addr, t->source, 16);
-        c->cmsg_level = IPPROTO_IPV6;
-        c->cmsg_type = IPV6_PKTINFO;
-        c->cmsg_len = CMSG_LEN(sizeof info);
-        memcpy(CMSG_DATA(c), &info, sizeof info);
-        c = CMSG_NXTHDR(&m, c);
-        c->cmsg_level = IPPROTO_IPV6;
-        c->cmsg_type = IPV6_TCLASS;
-        c->cmsg_len = CMSG_LEN(sizeof tos);
-        memcpy(CMSG_DATA(c), &tos, sizeof tos);
-        c = CMSG_NXTHDR(&m, c);
-        c->cmsg_level = IPPROTO_IPV6;
-        c->cmsg_type = IPV6_HOPLIMIT;
+        c = put_cmsg(&m, c, IPPROTO_IPV6, IPV6_PKTINFO, &info, sizeof info);
+        c = put_cmsg(&m, c, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof tos);
+        put_cmsg(&m, c, IPPROTO_IPV6, IPV6_HOPLIMIT, &ttl, sizeof ttl);
     } else {
         struct in_pktinfo info = {.ipi_ifindex = 0};
         memcpy(&info.ipi_spec_dst, t->source, 4);
-        c->cmsg_level = IPPROTO_IP;
-        c->cmsg_type = IP_PKTINFO;
-        c->cmsg_len = CMSG_LEN(sizeof info);
-        memcpy(CMSG_DATA(c), &info, sizeof info);
-        c = CMSG_NXTHDR(&m, c);
-        c->cmsg_level = IPPROTO_IP;
-        c->cmsg_type = IP_TOS;
-        c->cmsg_len = CMSG_LEN(sizeof tos);
-        memcpy(CMSG_DATA(c), &tos, sizeof tos);
-        c = CMSG_NXTHDR(&m, c);
-        c->cmsg_level = IPPROTO_IP;
-        c->cmsg_type = IP_TTL;
+        c = put_cmsg(&m, c, IPPROTO_IP, IP_PKTINFO, &info, sizeof info);
+        c = put_cmsg(&m, c, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
+        put_cmsg(&m, c, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
     }
-    c->cmsg_len = CMSG_LEN(sizeof ttl);
-    memcpy(CMSG_DATA(c), &ttl, sizeof ttl);
     size_t want = 0;
     for (size_t i = 0; i < n_iov; i++)
         want += iov[i].iov_len;
