@@ -113,10 +113,10 @@ class Daemon:
             for mapping in setup.database(self.config.xtr, self.rlocs):
                 self.database_fib.set(*sync.database_entry(mapping))
 
-    def _open_train_senders(self) -> list[str]:
+    def _open_train_senders(self, refused: list[str]) -> bool:
         """UDP_SEGMENT senders for each outer family, where the kernel has
-        them; what was refused, for the log."""
-        refused = []
+        them (what it refused goes to `refused`): whether there are any."""
+        opened = False
         for version in (4, 6):
             try:
                 senders = [self._keep(sock) for sock in sockets.train_senders(version)]
@@ -125,7 +125,8 @@ class Daemon:
                 continue
             self.fastpath.set_train_senders(
                 version, [(sock.fileno(), sock.getsockname()[1]) for sock in senders])
-        return refused
+            opened = True
+        return opened
 
     def _receiver(self, address: IPAddress, port: int, refused: list[str]) -> socket.socket:
         sock = self._keep(sockets.udp_receiver(address, port))
@@ -141,7 +142,8 @@ class Daemon:
         config = self.config
         self._raw = {version: self._keep(sockets.raw_sender(version)) for version in (4, 6)}
         self._set_underlay()
-        refused = self._open_train_senders() if config.daemon.offloads == "auto" else []
+        refused: list[str] = []
+        trains = config.daemon.offloads == "auto" and self._open_train_senders(refused)
         by_name = {device.name: device for device in self.host.devices}
         for tun in self.host.plan.tuns:
             device = by_name[tun.name]
@@ -169,9 +171,9 @@ class Daemon:
                 vteps.add(segment.local)
                 sock = self._receiver(segment.local, VXLAN_PORT, refused)
                 engine.watch_vxlan(sock.fileno(), f"vxlan {segment.local}")
-        self._choose_path(refused)
+        self._choose_path(trains, refused)
 
-    def _choose_path(self, refused: list[str]) -> None:
+    def _choose_path(self, trains: bool, refused: list[str]) -> None:
         """Say which data path is in use, and what the kernel refused."""
         offloaded = self.host.offloaded
         refused += [f"offloads on {name}" for name, got in offloaded.items() if not got]
@@ -179,7 +181,6 @@ class Daemon:
             self.dataplane_path = BATCHED_PATH
             log.info("dataplane_path", path=BATCHED_PATH, reason="offloads = off")
             return
-        trains = not any("UDP_SEGMENT" in what for what in refused)
         self.dataplane_path = (OFFLOAD_PATH if trains and any(offloaded.values())
                                else BATCHED_PATH)
         log.info("dataplane_path", path=self.dataplane_path,
