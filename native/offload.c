@@ -307,6 +307,42 @@ static size_t probe_first(struct lispd_dp *dp, const uint8_t *p, size_t len,
     return hlen + chunk_len;
 }
 
+/* The plain step on the probe (segment 0, first octets behind headroom). */
+typedef void (*probe_step)(struct lispd_dp *dp, size_t first, void *context,
+                           struct lispd_verdict *v);
+
+/* A super-packet whose plan is made: segment 0 decides for all; a SEND
+ * leaves as trains (counted in packets/bytes), anything else, or what the
+ * kernel refuses, on the slow path through slow_step. */
+static void super_out(struct lispd_dp *dp, const uint8_t *p, size_t len,
+                      const struct gso_plan *plan, probe_step decide, segment_step slow_step,
+                      void *context, uint64_t *packets, uint64_t *bytes)
+{
+    dp->counters.super_reads++;
+    size_t first = probe_first(dp, p, len, plan);
+    struct lispd_verdict v;
+    decide(dp, first, context, &v);
+    uint32_t from = 0;
+    struct train t;
+    if (v.verdict == LISPD_VERDICT_SEND && train_of(dp, dp->probe + v.offset, &v, &t) == 0) {
+        /* Packets of this batch still queued go first: no reordering. */
+        dp_flush_queues(dp);
+        from = send_train(dp, &t, p, len, plan, packets, bytes);
+        if (from == plan->segments)
+            return;
+        dp->counters.gso_fallbacks++;
+    }
+    cut_slowly(dp, p, len, plan, from, slow_step, context);
+}
+
+static void itr_decide(struct lispd_dp *dp, size_t first, void *context,
+                       struct lispd_verdict *v)
+{
+    const struct itr_context *c = context;
+    lispd_itr_process(dp, c->tun, dp->probe, LISPD_BUFFER, LISPD_HEADROOM, first,
+                      dp_next_nonce(dp), v);
+}
+
 void dp_itr_super(struct lispd_dp *dp, uint8_t *buf, size_t len, const struct vnet_hdr *h,
                   struct itr_context *c)
 {
@@ -316,23 +352,8 @@ void dp_itr_super(struct lispd_dp *dp, uint8_t *buf, size_t len, const struct vn
         dp->counters.drops[LISPD_DROP_BAD_OFFLOAD]++;
         return;
     }
-    dp->counters.super_reads++;
-    size_t first = probe_first(dp, p, len, &plan);
-    struct lispd_verdict v;
-    lispd_itr_process(dp, c->tun, dp->probe, LISPD_BUFFER, LISPD_HEADROOM, first,
-                      dp_next_nonce(dp), &v);
-    uint32_t from = 0;
-    struct train t;
-    if (v.verdict == LISPD_VERDICT_SEND && train_of(dp, dp->probe + v.offset, &v, &t) == 0) {
-        /* Packets of this batch still queued go first: no reordering. */
-        dp_flush_queues(dp);
-        from = send_train(dp, &t, p, len, &plan, &dp->counters.itr_packets,
-                          &dp->counters.itr_bytes);
-        if (from == plan.segments)
-            return;
-        dp->counters.gso_fallbacks++;
-    }
-    cut_slowly(dp, p, len, &plan, from, itr_slow_step, c);
+    super_out(dp, p, len, &plan, itr_decide, itr_slow_step, c, &dp->counters.itr_packets,
+              &dp->counters.itr_bytes);
 }
 
 static int ip_ethertype(const uint8_t *frame, size_t len)
@@ -341,6 +362,13 @@ static int ip_ethertype(const uint8_t *frame, size_t len)
         return 0;
     uint16_t type = get_be16(frame + 12);
     return type == 0x0800 || type == 0x86DD;
+}
+
+static void vxlan_decide(struct lispd_dp *dp, size_t first, void *context,
+                         struct lispd_verdict *v)
+{
+    lispd_vxlan_tx_process(dp, *(const uint32_t *)context, dp->probe, LISPD_BUFFER,
+                           LISPD_HEADROOM, first, v);
 }
 
 void dp_vxlan_tx_super(struct lispd_dp *dp, uint8_t *buf, size_t len, const struct vnet_hdr *h,
@@ -352,21 +380,8 @@ void dp_vxlan_tx_super(struct lispd_dp *dp, uint8_t *buf, size_t len, const stru
         dp->counters.drops[LISPD_DROP_BAD_OFFLOAD]++;
         return;
     }
-    dp->counters.super_reads++;
-    size_t first = probe_first(dp, p, len, &plan);
-    struct lispd_verdict v;
-    lispd_vxlan_tx_process(dp, segment, dp->probe, LISPD_BUFFER, LISPD_HEADROOM, first, &v);
-    uint32_t from = 0;
-    struct train t;
-    if (v.verdict == LISPD_VERDICT_SEND && train_of(dp, dp->probe + v.offset, &v, &t) == 0) {
-        dp_flush_queues(dp);
-        from = send_train(dp, &t, p, len, &plan, &dp->counters.vxlan_tx_packets,
-                          &dp->counters.vxlan_tx_bytes);
-        if (from == plan.segments)
-            return;
-        dp->counters.gso_fallbacks++;
-    }
-    cut_slowly(dp, p, len, &plan, from, vxlan_slow_step, &segment);
+    super_out(dp, p, len, &plan, vxlan_decide, vxlan_slow_step, &segment,
+              &dp->counters.vxlan_tx_packets, &dp->counters.vxlan_tx_bytes);
 }
 
 /* -- writes of what arrived in trains ------------------------------------------- */
