@@ -174,19 +174,27 @@ static uint8_t *buffer(struct lispd_dp *dp, uint32_t i)
     return dp->buffers + (size_t)i * LISPD_BUFFER;
 }
 
-/* The destination of a SEND verdict as a socket address; returns its length. */
-static socklen_t sockaddr_of(const struct lispd_verdict *v, struct sockaddr_in6 *a)
+socklen_t dp_sockaddr(uint8_t family, const uint8_t *address, uint16_t port,
+                      struct sockaddr_in6 *a)
 {
     memset(a, 0, sizeof *a);
-    if (v->family == LISPD_FAMILY_IPV6) {
+    if (family == LISPD_FAMILY_IPV6) {
         a->sin6_family = AF_INET6;
-        memcpy(&a->sin6_addr, v->address, 16);
+        a->sin6_port = htons(port);
+        memcpy(&a->sin6_addr, address, 16);
         return sizeof(struct sockaddr_in6);
     }
     struct sockaddr_in *a4 = (struct sockaddr_in *)a;
     a4->sin_family = AF_INET;
-    memcpy(&a4->sin_addr, v->address, 4);
+    a4->sin_port = htons(port);
+    memcpy(&a4->sin_addr, address, 4);
     return sizeof(struct sockaddr_in);
+}
+
+/* The destination of a SEND verdict (a raw socket's: no port). */
+static socklen_t sockaddr_of(const struct lispd_verdict *v, struct sockaddr_in6 *a)
+{
+    return dp_sockaddr(v->family, v->address, 0, a);
 }
 
 static int raw_fd(const struct lispd_dp *dp, uint8_t family)

@@ -166,6 +166,10 @@ static inline uint16_t dp_source_port(const struct lispd_dp *dp, uint8_t family,
 }
 
 /* Shared by native/batch.c and native/offload.c. */
+/* address (4 or 16 octets of family) and port as a socket address in *a
+ * (big enough for either family); returns its length. */
+socklen_t dp_sockaddr(uint8_t family, const uint8_t *address, uint16_t port,
+                      struct sockaddr_in6 *a);
 uint32_t dp_next_nonce(struct lispd_dp *dp);
 void dp_enqueue(struct lispd_dp *dp, uint8_t *buf, const struct lispd_verdict *v);
 void dp_flush_queues(struct lispd_dp *dp);

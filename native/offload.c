@@ -140,26 +140,12 @@ static int send_group(const struct train *t, struct iovec *iov, size_t n_iov, ui
         struct cmsghdr align;
     } control;
     memset(&control, 0, sizeof control);
-    struct sockaddr_in6 a6;
-    struct sockaddr_in a4;
-    struct msghdr m = {.msg_iov = iov, .msg_iovlen = n_iov, .msg_control = control.buf,
+    struct sockaddr_in6 to;
+    struct msghdr m = {.msg_name = &to,
+                       .msg_namelen = dp_sockaddr(t->family, t->destination, t->port, &to),
+                       .msg_iov = iov, .msg_iovlen = n_iov, .msg_control = control.buf,
                        .msg_controllen = sizeof control.buf};
     int v6 = t->family == LISPD_FAMILY_IPV6;
-    if (v6) {
-        memset(&a6, 0, sizeof a6);
-        a6.sin6_family = AF_INET6;
-        a6.sin6_port = htons(t->port);
-        memcpy(&a6.sin6_addr, t->destination, 16);
-        m.msg_name = &a6;
-        m.msg_namelen = sizeof a6;
-    } else {
-        memset(&a4, 0, sizeof a4);
-        a4.sin_family = AF_INET;
-        a4.sin_port = htons(t->port);
-        memcpy(&a4.sin_addr, t->destination, 4);
-        m.msg_name = &a4;
-        m.msg_namelen = sizeof a4;
-    }
     int tos = t->tos, ttl = t->ttl ? t->ttl : 1;
     struct cmsghdr *c = put_cmsg(&m, CMSG_FIRSTHDR(&m), IPPROTO_UDP, UDP_SEGMENT, &size,
                                  sizeof size);
