@@ -41,6 +41,8 @@ struct lispd_dp *lispd_dp_new(struct lispd_fib *mapcache, struct lispd_fib *data
     dp->fdb = fdb;
     dp->mtu = 1500;
     dp->raw4_fd = dp->raw6_fd = -1;
+    dp->coalescer_fd = -1;
+    dp_offload_init(dp);
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof seed, 0) != (ssize_t)sizeof seed)
         seed = (uint64_t)(uintptr_t)dp;

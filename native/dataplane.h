@@ -202,6 +202,7 @@ void dp_vxlan_tx_super(struct lispd_dp *dp, uint8_t *buf, size_t len, const stru
 void dp_write_decapsulated(struct lispd_dp *dp, int fd, size_t l3, int uso, uint8_t *p,
                            size_t len, uint64_t *packets, uint64_t *bytes);
 void dp_coalescer_flush(struct lispd_dp *dp);
+void dp_offload_init(struct lispd_dp *dp);  /* once, from lispd_dp_new */
 /* Queue a SEND verdict's packet on the train of its family's senders (-1:
  * none has its source port); send what is queued. */
 int dp_train_add(struct lispd_dp *dp, uint8_t *buf, const struct lispd_verdict *v);

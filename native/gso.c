@@ -321,12 +321,18 @@ static size_t ip_length(const uint8_t *p, const struct gso_layout *L)
     return L->version == 4 ? get_be16(p + L->l3 + 2) : 40 + (size_t)get_be16(p + L->l3 + 4);
 }
 
-/* A packet that may start a run: TCP (with c->udp, UDP too) with payload,
+/* A packet (behind an untagged Ethernet header of IPv4 or IPv6 when l3 is
+ * 14) that may start a run: TCP (with c->udp, UDP too) with payload,
  * as long as its headers say, no IPv4 fragment, for TCP ACK and PSH the
  * only flags, its checksum right. */
 static int coalescible(const struct coalescer *c, const uint8_t *p, size_t len,
                        struct gso_layout *L)
 {
+    if (c->l3 == 14) { /* a frame: untagged IPv4 or IPv6 only */
+        uint16_t type = len >= 14 ? get_be16(p + 12) : 0;
+        if (type != 0x0800 && type != 0x86DD)
+            return 0;
+    }
     if (gso_layout(p, len, c->l3, L) < 0 || (L->protocol == PROTO_UDP_ && !c->udp))
         return 0;
     if (ip_length(p, L) != len - c->l3 || len == L->payload) /* trailing octets, no payload */

@@ -396,25 +396,21 @@ void dp_coalescer_flush(struct lispd_dp *dp)
     coalescer_flush(&dp->coalescer);
 }
 
+void dp_offload_init(struct lispd_dp *dp)
+{
+    coalescer_init(&dp->coalescer, 0, emit_write, dp);
+}
+
 void dp_write_decapsulated(struct lispd_dp *dp, int fd, size_t l3, int uso, uint8_t *p,
                            size_t len, uint64_t *packets, uint64_t *bytes)
 {
     struct coalescer *c = &dp->coalescer;
-    if (c->emit == NULL)
-        coalescer_init(c, l3, emit_write, dp);
-    int joins = l3 == 0 || ip_ethertype(p, len);
-    if (!joins || dp->coalescer_fd != fd || c->l3 != l3)
+    if (dp->coalescer_fd != fd || c->l3 != l3)
         coalescer_flush(c);
     dp->coalescer_fd = fd;
     dp->coalescer_packets = packets;
     dp->coalescer_bytes = bytes;
     c->l3 = l3;
     c->udp = uso;
-    if (joins) {
-        coalescer_add(c, p, len);
-        return;
-    }
-    static const uint8_t none[LISPD_VNET_HDR];
-    struct iovec iov[2] = {{(void *)none, sizeof none}, {p, len}};
-    emit_write(dp, iov, 2, 1, len);
+    coalescer_add(c, p, len);
 }
