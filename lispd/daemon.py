@@ -109,9 +109,8 @@ class Daemon:
         return self.host.rlocs(self.config.underlay)
 
     def _load_database(self) -> None:
-        if self.config.xtr is not None:
-            for mapping in setup.database(self.config.xtr, self.rlocs):
-                self.database_fib.set(*sync.database_entry(mapping))
+        for mapping in setup.database(self.config.database(), self.rlocs):
+            self.database_fib.set(*sync.database_entry(mapping))
 
     def _open_train_senders(self, refused: list[str]) -> bool:
         """UDP_SEGMENT senders for each outer family, where the kernel has

@@ -32,7 +32,7 @@ DATABASE_ROOM = 1024
 
 def database_room(config: Config) -> int:
     """How many local EID prefixes a node started with `config` can hold."""
-    return max(DATABASE_ROOM, len(config.xtr.database_mappings) if config.xtr else 0)
+    return max(DATABASE_ROOM, len(config.database()))
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,9 @@ def _machines(xtr: XtrConfig | None) -> dict[str, bool]:
 
 
 def _segment_shape(segment: VxlanConfig) -> tuple[Any, ...]:
-    """What a VXLAN segment's device, socket and fast-path slot are made of."""
-    return (segment.device, segment.local, segment.mtu, segment.learning)
+    """What a VXLAN segment's device, socket, fast-path slot and gateway are made of."""
+    return (segment.device, segment.local, segment.mtu, segment.learning, segment.address,
+            segment.instance_id, segment.dynamic_eid, segment.dynamic_eid_timeout)
 
 
 def _xtr_value(attribute: str, config: Config) -> object:
@@ -95,11 +96,12 @@ def restart_needed(old: Config, new: Config) -> tuple[str, ...]:
     differ("xtr", lambda c: c.xtr is None)
     differ("map-server", lambda c: c.map_server is None)
     differ("map-server.listen", lambda c: c.map_server and c.map_server.listen)
+    differ("proxy", lambda c: c.proxy)
     for path, attribute in (("xtr.tun", "tun"), ("xtr.eid-space", "eid_space"),
                             ("xtr.map-cache-limit", "map_cache_limit"),
                             ("xtr.tun-mtu", "tun_mtu"), ("xtr.instance", "instances")):
         differ(path, partial(_xtr_value, attribute))
-    if new.xtr is not None and len(new.xtr.database_mappings) > database_room(old):
+    if len(new.database()) > database_room(old):
         keys.append(f"xtr.database-mapping (more than the {database_room(old)} "
                     "the running table holds)")
     was, now = _machines(old.xtr), _machines(new.xtr)
@@ -109,7 +111,7 @@ def restart_needed(old: Config, new: Config) -> tuple[str, ...]:
     if old_segments.keys() != new_segments.keys():
         keys.append("vxlan (a segment added or removed)")
     keys.extend(
-        f"vxlan vni {vni} (device, local, mtu or learning)"
+        f"vxlan vni {vni} (device, local, mtu, learning or its gateway keys)"
         for vni, segment in new_segments.items()
         if vni in old_segments and _segment_shape(segment) != _segment_shape(old_segments[vni])
     )

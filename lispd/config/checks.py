@@ -10,6 +10,7 @@ from __future__ import annotations
 from lispd.config.model import (
     IPAddress,
     MapServerConfig,
+    ProxyConfig,
     UnderlayConfig,
     VxlanConfig,
     XtrConfig,
@@ -50,6 +51,52 @@ def vxlan_locals(root: Node, underlay: UnderlayConfig, xtr: XtrConfig | None,
 
 def vnis(root: Node, vxlans: tuple[VxlanConfig, ...]) -> None:
     duplicates(root.key("vxlan"), vxlans, lambda vxlan: vxlan.vni, "vni", at="vni")
+
+
+def gateways(root: Node, xtr: XtrConfig | None, vxlans: tuple[VxlanConfig, ...]) -> None:
+    """A gateway segment's prefix is a local EID prefix: it needs the LISP role,
+    an instance that exists, and a place in the EID space no other one has."""
+    taken: dict[tuple[int, object], str] = {}
+    if xtr is not None:
+        for index, mapping in enumerate(xtr.database_mappings):
+            at = root.key("xtr").key("database-mapping").item(index).key("eid-prefix")
+            taken[(mapping.instance_id, mapping.eid_prefix)] = at.path
+    for index, vxlan in enumerate(vxlans):
+        node = root.key("vxlan").item(index)
+        if not vxlan.address:
+            if vxlan.instance_id:
+                node.key("instance-id").report("has no meaning without an address on the segment")
+            continue
+        if xtr is None:
+            node.key("address").report(
+                "a gateway segment's prefix is a local EID prefix: it needs an [xtr] section"
+            )
+            continue
+        if xtr.tun_for(vxlan.instance_id) is None:
+            node.key("instance-id").report(
+                f"instance-id {vxlan.instance_id} has no [[xtr.instance]] (nor is it 0)"
+            )
+        for position, prefix in enumerate(vxlan.prefixes):
+            at = node.key("address").item(position)
+            other = taken.setdefault((vxlan.instance_id, prefix), at.path)
+            if other != at.path:
+                at.report(f"the prefix {prefix} is already a local EID prefix at {other}")
+
+
+def proxy(root: Node, xtr: XtrConfig | None, config: ProxyConfig) -> None:
+    """A proxy xTR is an ITR and an ETR of no EIDs of its own: it needs the LISP role,
+    and as PITR a way to learn mappings."""
+    node = root.key("proxy")
+    if xtr is None:
+        node.report("a proxy xTR needs an [xtr] section: its TUN, eid-space and map-resolvers")
+        return
+    if not config.pitr and not config.served_itrs:
+        node.report("neither a PITR (pitr = false) nor a PETR (no served-itrs): nothing to do")
+    if config.pitr and not xtr.map_resolvers and not xtr.static_mappings:
+        node.key("pitr").report(
+            "a PITR resolves the EIDs it encapsulates to: give [xtr] map-resolvers "
+            "(or static-mappings), or set pitr = false"
+        )
 
 
 def device_names(root: Node, underlay: UnderlayConfig | None, xtr: XtrConfig | None,

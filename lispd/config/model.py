@@ -10,12 +10,20 @@ gets the value written below.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from ipaddress import (
+    IPv4Address,
+    IPv4Interface,
+    IPv4Network,
+    IPv6Address,
+    IPv6Interface,
+    IPv6Network,
+)
 from pathlib import Path
 from typing import Literal
 
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
+IPInterface = IPv4Interface | IPv6Interface
 
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -131,7 +139,12 @@ class MapServerPeerConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class XtrConfig:
-    """[xtr]: the LISP ITR/ETR role. Instance-id 0 uses `tun` and the main table."""
+    """[xtr]: the LISP ITR/ETR role. Instance-id 0 uses `tun` and the main table.
+
+    With `proxy_etrs`, what a LAN or gateway segment of instance 0 sends
+    outside the main table's own routes goes into the TUN through
+    `proxy_etr_table` (a further instance uses its own table), so that it
+    reaches non-LISP destinations through a proxy-ETR (RFC 6832)."""
 
     tun: str = "lisp0"
     eid_space: tuple[IPNetwork, ...]
@@ -142,6 +155,7 @@ class XtrConfig:
     instances: tuple[InstanceConfig, ...] = ()
     map_resolvers: tuple[IPAddress, ...] = ()
     proxy_etrs: tuple[IPAddress, ...] = ()
+    proxy_etr_table: int = 4341
     map_servers: tuple[MapServerPeerConfig, ...] = ()
     register_interval: int = 60
     subscribe: bool = True
@@ -172,7 +186,16 @@ class StaticMac:
 
 @dataclass(frozen=True, kw_only=True)
 class VxlanConfig:
-    """[[vxlan]]: one RFC 7348 segment bridged to a TAP device."""
+    """[[vxlan]]: one RFC 7348 segment bridged to a TAP device.
+
+    With `address` (one per family at most) the node is the segment's
+    gateway: the address goes on the TAP and the segment's prefix is a local
+    EID prefix in `instance_id`. `dynamic_eid` ranges are where hosts that
+    moved here from elsewhere come from: such a host, seen on the segment
+    outside its prefix, gets its host route and a registration of its own,
+    until it stays silent for `dynamic_eid_timeout` seconds or another xTR
+    registers it (lispd.gateway).
+    """
 
     device: str
     vni: int
@@ -182,6 +205,30 @@ class VxlanConfig:
     ageing: int = 300
     static: tuple[StaticMac, ...] = ()
     mtu: int | None = None
+    address: tuple[IPInterface, ...] = ()
+    instance_id: int = 0
+    dynamic_eid: tuple[IPNetwork, ...] = ()
+    dynamic_eid_timeout: float = 120.0
+
+    @property
+    def prefixes(self) -> tuple[IPNetwork, ...]:
+        """The segment's own prefixes: the networks of its addresses."""
+        return tuple(interface.network for interface in self.address)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProxyConfig:
+    """[proxy]: a proxy xTR (RFC 6832) for hosts that run no LISP.
+
+    `pitr`: the node takes traffic from non-LISP hosts towards the EID space
+    ([xtr] eid-space is routed into its TUN) and encapsulates it like an ITR.
+    `served_itrs`: the RLOC prefixes of the ITRs it is the proxy-ETR of: LISP
+    traffic from them whose destination is no EID is decapsulated and
+    forwarded natively. Empty: no PETR; an ETR refuses such traffic.
+    """
+
+    pitr: bool = True
+    served_itrs: tuple[IPNetwork, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,4 +260,17 @@ class Config:
     xtr: XtrConfig | None = None
     vxlan: tuple[VxlanConfig, ...] = ()
     map_server: MapServerConfig | None = None
+    proxy: ProxyConfig | None = None
     source: str = "<string>"
+
+    def database(self) -> tuple[DatabaseMapping, ...]:
+        """The local EID prefixes: [[xtr.database-mapping]]s, then each
+        gateway segment's prefixes (their routes are the TAP's own)."""
+        if self.xtr is None:
+            return ()
+        segments = tuple(
+            DatabaseMapping(eid_prefix=prefix, instance_id=segment.instance_id)
+            for segment in self.vxlan
+            for prefix in segment.prefixes
+        )
+        return (*self.xtr.database_mappings, *segments)

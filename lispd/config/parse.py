@@ -9,11 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from lispd.config import checks
-from lispd.config.model import Config, MapServerConfig, UnderlayConfig, VxlanConfig, XtrConfig
+from lispd.config.model import (
+    Config,
+    MapServerConfig,
+    ProxyConfig,
+    UnderlayConfig,
+    VxlanConfig,
+    XtrConfig,
+)
 from lispd.config.positions import key_lines
 from lispd.config.problems import ConfigError, Problem
 from lispd.config.reader import Array, Key, Node, Sink, Table
-from lispd.config.sections import DAEMON, MAP_SERVER, UNDERLAY, VXLAN, XTR
+from lispd.config.sections import DAEMON, MAP_SERVER, PROXY, UNDERLAY, VXLAN, XTR
 
 # A section present turns its role on: no [xtr], no LISP; no [[vxlan]], no VTEP.
 ROOT = Table(
@@ -24,6 +31,7 @@ ROOT = Table(
         Key("xtr", XTR),
         Key("vxlan", Array(VXLAN)),
         Key("map-server", MAP_SERVER, field="map_server"),
+        Key("proxy", PROXY),
     ),
 )
 
@@ -88,6 +96,11 @@ def _between_sections(root: Node, parts: Mapping[str, Any], present: Container[s
         checks.vxlan_locals(root, underlay, xtr, vxlans)
     if vxlans:
         checks.vnis(root, vxlans)
+        if xtr_known:
+            checks.gateways(root, xtr, vxlans)
+    proxy: ProxyConfig | None = parts.get("proxy")
+    if proxy is not None and xtr_known:
+        checks.proxy(root, xtr, proxy)
     map_server: MapServerConfig | None = parts.get("map_server")
     if underlay is not None and map_server is not None:
         checks.listen_addresses(root, underlay, map_server)

@@ -16,11 +16,11 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import date, datetime, time
-from ipaddress import ip_address, ip_network
+from ipaddress import ip_address, ip_interface, ip_network
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
-from lispd.config.model import IPAddress, IPNetwork
+from lispd.config.model import IPAddress, IPInterface, IPNetwork
 from lispd.config.problems import Problem
 
 if TYPE_CHECKING:
@@ -260,6 +260,20 @@ def network(node: Node, value: object) -> IPNetwork:
 
 
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
+
+
+def interface_address(node: Node, value: object) -> IPInterface:
+    """An address with the length of its network (192.0.2.1/26): a gateway's own."""
+    text = string(node, value)
+    if "/" not in text:
+        node.fail(f"{text} has no prefix length; write the segment's, as in {text}/24")
+    try:
+        interface = ip_interface(text)
+    except ValueError:
+        node.fail(f"{text!r} is not an IPv4 or IPv6 address with a prefix length")
+    if interface.ip == interface.network.network_address and interface.network.num_addresses > 2:
+        node.fail(f"{text} is the network's own address, not one a gateway can have")
+    return interface
 
 
 def unicast_mac(node: Node, value: object) -> bytes:

@@ -25,6 +25,7 @@ from lispd.config.model import (
     MapServerPeerConfig,
     NegativeAction,
     Offloads,
+    ProxyConfig,
     RlocConfig,
     SiteConfig,
     StaticMac,
@@ -46,6 +47,7 @@ from lispd.config.reader import (
     duplicates,
     ifname,
     integer,
+    interface_address,
     network,
     same_family,
     seconds,
@@ -310,6 +312,16 @@ def _xtr_peers(node: Node, xtr: XtrConfig, given: frozenset[str]) -> None:
         node.key("subscribe").report("subscribing needs map-resolvers to send Map-Requests to")
 
 
+def _proxy_etr_table(node: Node, xtr: XtrConfig, given: frozenset[str]) -> None:
+    at = node.key("proxy-etr-table")
+    if xtr.proxy_etr_table in RESERVED_TABLES:
+        at.report(f"table {xtr.proxy_etr_table} is Linux's own (253 default, 254 main, 255 local)")
+    for index, instance in enumerate(xtr.instances):
+        if instance.table == xtr.proxy_etr_table:
+            at.report(f"table {instance.table} is already the table of "
+                      f"{node.key('instance').item(index).path}")
+
+
 XTR = Table(
     XtrConfig,
     (
@@ -323,13 +335,15 @@ XTR = Table(
         Key("instance", Array(INSTANCE), field="instances"),
         Key("map-resolvers", Array(address, unique="map-resolver")),
         Key("proxy-etrs", Array(address, unique="proxy-ETR")),
+        Key("proxy-etr-table", integer(1, TABLE_MAX)),
         Key("map-server", Array(MAP_SERVER_PEER), field="map_servers"),
         Key("register-interval", REGISTER_INTERVAL),
         Key("subscribe", boolean),
         Key("solicit-map-request", boolean),
         Key("rloc-probe-interval", seconds(0, 3600)),
     ),
-    checks=(_instances, _mapping_instances, _static_mappings, _tun_mtu, _xtr_peers),
+    checks=(_instances, _mapping_instances, _static_mappings, _tun_mtu, _xtr_peers,
+            _proxy_etr_table),
 )
 
 STATIC_MAC = Table(StaticMac, (Key("mac", unicast_mac), Key("vtep", address)))
@@ -348,6 +362,26 @@ def _vteps(node: Node, vxlan: VxlanConfig, given: frozenset[str]) -> None:
     duplicates(node.key("static"), vxlan.static, lambda e: e.mac.hex(":"), "mac", at="mac")
 
 
+def _gateway(node: Node, vxlan: VxlanConfig, given: frozenset[str]) -> None:
+    """One gateway address per family; dynamic EIDs only where there is one to
+    answer for, from ranges that reach past the segment's own prefix."""
+    duplicates(node.key("address"), vxlan.address, lambda a: f"IPv{a.version}", "address family",
+               at=None)
+    families = {interface.version for interface in vxlan.address}
+    for index, wanted in enumerate(vxlan.dynamic_eid):
+        at = node.key("dynamic-eid").item(index)
+        if wanted.version not in families:
+            at.report(f"{wanted} is IPv{wanted.version}, but the segment has no IPv"
+                      f"{wanted.version} address (address = [...]) to be the gateway with")
+            continue
+        own = next(i.network for i in vxlan.address if i.version == wanted.version)
+        if wanted.subnet_of(own):  # type: ignore[arg-type]
+            at.report(f"{wanted} lies inside the segment's own prefix {own}: hosts from it "
+                      "are local anyway; a dynamic-eid range is wider, where moved hosts come from")
+    if "dynamic-eid-timeout" in given and not vxlan.dynamic_eid:
+        node.key("dynamic-eid-timeout").report("has no effect without dynamic-eid ranges")
+
+
 VXLAN = Table(
     VxlanConfig,
     (
@@ -359,8 +393,20 @@ VXLAN = Table(
         Key("ageing", integer(1, (1 << 31) - 1)),
         Key("static", Array(STATIC_MAC)),
         Key("mtu", integer(DEVICE_MTU_MIN, MTU_MAX)),
+        Key("address", Array(interface_address)),
+        Key("instance-id", integer(0, IID_MAX)),
+        Key("dynamic-eid", Array(network, unique="prefix")),
+        Key("dynamic-eid-timeout", seconds(1, 86400)),
     ),
-    checks=(_vteps,),
+    checks=(_vteps, _gateway),
+)
+
+PROXY = Table(
+    ProxyConfig,
+    (
+        Key("pitr", boolean),
+        Key("served-itrs", Array(network, unique="prefix")),
+    ),
 )
 
 

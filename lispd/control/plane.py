@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from lispd.config.model import Config, XtrConfig
+from lispd.config.model import Config
 from lispd.control import setup
 from lispd.control.events import Datagram, Output, Released
 from lispd.control.mapserver import MapServer
@@ -73,7 +73,7 @@ class ControlPlane:
         self.rlocs = rlocs
         xtr = config.xtr
         self.policy = sync.FibPolicy(proxy_etrs=xtr.proxy_etrs if xtr else ())
-        self.database = setup.database(xtr, rlocs) if xtr else ()
+        self.database = setup.database(config.database(), rlocs)
         xtr_id = secrets.randbits(128)
         peers = setup.map_server_peers(xtr) if xtr else ()
         map_server = (
@@ -169,7 +169,7 @@ class ControlPlane:
                 machine.set_itr_rlocs(rlocs)
         if xtr is None:
             return
-        self._set_database(xtr, now)
+        self._set_database(now)
         self._solicit(setup.local_prefixes(self.database), now)
 
     # -- reload --------------------------------------------------------------------
@@ -189,7 +189,7 @@ class ControlPlane:
             # The mappings first, with the map-servers registered so far; then
             # a new map-server gets the final set (never a mapping that went).
             before = {setup.prefix_of(m): m for m in self.database}
-            self._set_database(xtr, now)
+            self._set_database(now)
             after = {setup.prefix_of(m): m for m in self.database}
             peers = setup.map_server_peers(xtr)
             if node.registrar is not None:
@@ -208,11 +208,11 @@ class ControlPlane:
             out += self._xtr(node.map_server.set_sites(setup.sites(config.map_server), now))
         self.service.deliver(out)
 
-    def _set_database(self, xtr: XtrConfig, now: float) -> None:
+    def _set_database(self, now: float) -> None:
         """The local database from the configuration and this node's RLOCs now,
         into the C table and the registrar (which registers what changed)."""
         # An EID that moved away stays away: it is not ours to serve again.
-        database = tuple(m for m in setup.database(xtr, self.rlocs)
+        database = tuple(m for m in setup.database(self.config.database(), self.rlocs)
                          if setup.prefix_of(m) not in self.policy.reencap)
         kept = {setup.prefix_of(m) for m in database}
         for mapping in self.database:

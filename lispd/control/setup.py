@@ -72,14 +72,14 @@ def map_server_peers(xtr: XtrConfig) -> tuple[MapServerPeer, ...]:
     )
 
 
-def database(xtr: XtrConfig, rlocs: Iterable[IPAddress]) -> tuple[DatabaseMapping, ...]:
-    """The database-mappings with their RLOCs filled in: a mapping that names
-    none is announced at this node's RLOCs of the moment."""
+def database(
+    mappings: Iterable[DatabaseMapping], rlocs: Iterable[IPAddress]
+) -> tuple[DatabaseMapping, ...]:
+    """The local mappings (Config.database) with their RLOCs filled in: a
+    mapping that names none is announced at this node's RLOCs of the moment."""
     current = tuple(RlocConfig(address) for address in rlocs)
-    return tuple(
-        mapping if mapping.rlocs else replace(mapping, rlocs=current)
-        for mapping in xtr.database_mappings
-    )
+    return tuple(mapping if mapping.rlocs else replace(mapping, rlocs=current)
+                 for mapping in mappings)
 
 
 def local_mappings(mappings: Iterable[DatabaseMapping]) -> tuple[LocalMapping, ...]:
