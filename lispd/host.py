@@ -179,5 +179,5 @@ def _record(item: Item) -> Record:
             return AddressRecord(device, ip_interface(interface))
         case host_plan.Route(prefix, device, table):
             return RouteRecord(prefix, device, table)
-        case host_plan.Rule(iif, table, family, priority, source):
-            return RuleRecord(iif, table, family, priority, source)
+        case host_plan.Rule(iif, table, family, priority, source, suppress):
+            return RuleRecord(iif, table, family, priority, source, suppress)

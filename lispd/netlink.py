@@ -118,11 +118,14 @@ class RuleRecord:
     family: Family
     priority: int | None = None
     source: Network | None = None
+    suppress_prefixlength: int | None = None
 
     def __str__(self) -> str:
         priority = "" if self.priority is None else f" priority {self.priority}"
         selector = f"iif {self.iif}" if self.iif is not None else f"from {self.source}"
-        return f"ipv{self.family} rule {selector} table {self.table}{priority}"
+        suppress = ("" if self.suppress_prefixlength is None
+                    else f" suppress_prefixlength {self.suppress_prefixlength}")
+        return f"ipv{self.family} rule {selector} table {self.table}{suppress}{priority}"
 
 
 Record = AddressRecord | RouteRecord | RuleRecord
@@ -306,9 +309,11 @@ class Netlink:
         iif: str | None = None,
         source: Network | None = None,
         priority: int | None = None,
+        suppress_prefixlength: int | None = None,
     ) -> None:
         """Packets that came in on `iif` (or, given `source` instead, that
-        come from it) look up `table`.
+        come from it) look up `table`; with `suppress_prefixlength` N, a
+        route found there that is no longer than N does not count.
 
         Without a priority the kernel picks one just below the first
         non-zero rule. A re-run is idempotent on kernels since 4.16, which
@@ -316,7 +321,7 @@ class Netlink:
         """
         if (iif is None) == (source is None):
             raise ValueError("a rule selects by exactly one of iif and source")
-        record = RuleRecord(iif, table, family, priority, source)
+        record = RuleRecord(iif, table, family, priority, source, suppress_prefixlength)
         # The kernel answers "File exists" only for an identical rule.
         self._add(record, lambda: self._rule("add", record), lambda: True)
 
@@ -330,6 +335,8 @@ class Netlink:
             spec["src_len"] = record.source.prefixlen
         if record.priority is not None:
             spec["priority"] = record.priority
+        if record.suppress_prefixlength is not None:
+            spec["suppress_prefixlength"] = record.suppress_prefixlength
         self._ipr.rule(command, **spec)
 
     # Forwarding.
@@ -388,9 +395,9 @@ class Netlink:
                 self.add_address(dev, interface)
             case RouteRecord(prefix, dev, table):
                 self.add_route(prefix, dev=dev, table=table)
-            case RuleRecord(iif, table, family, priority, source):
+            case RuleRecord(iif, table, family, priority, source, suppress):
                 self.add_rule(iif=iif, source=source, table=table, family=family,
-                              priority=priority)
+                              priority=priority, suppress_prefixlength=suppress)
 
     def withdraw(self, record: Record) -> bool:
         """Remove something this object made; what it found already there (not
