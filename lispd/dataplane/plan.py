@@ -22,6 +22,9 @@ LISP_OVERHEAD = {4: 20 + 8 + 8, 6: 40 + 8 + 8}
 VXLAN_OVERHEAD = {4: 20 + 8 + 8 + 14, 6: 40 + 8 + 8 + 14}
 MIN_MTU = 1280
 RULE_PRIORITY = 1000
+MAIN_TABLE = 254
+DEFAULT_ROUTES = (IPv4Network("0.0.0.0/0"), IPv6Network("::/0"))
+FAMILIES: tuple[Literal[4, 6], ...] = (4, 6)
 # The kernel drops what it routes into a TUN whose queue is full, and a TCP
 # sender reads each drop as congestion; 500, the TUN default, is short for a
 # reader that drains in batches. 1000 is what Ethernet devices (and TAPs) get.
@@ -64,6 +67,7 @@ class Rule:
     family: Literal[4, 6]
     priority: int
     source: IpNetwork | None = None
+    suppress_prefixlength: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +125,22 @@ def _xtr_plan(config: Config, xtr: XtrConfig) -> tuple[list[Tun], list[Address],
                       Rule(device, instance.table, 6, priority)]
     addresses: list[Address] = []
     gateway = any(instance.interfaces for instance in xtr.instances)
+    # The LANs and segments this node routes for, by instance.
+    lans: dict[int, list[str]] = {}
+    for segment in config.vxlan:
+        if not segment.address:
+            continue
+        gateway = True
+        lans.setdefault(segment.instance_id, []).append(segment.device)
+        addresses += [Address(segment.device, str(a)) for a in segment.address]
+        table = tables[segment.instance_id]
+        if table is not None:
+            # The address made the segment's route in the main table; the
+            # instance's table needs its own, and the TAP's traffic its rule.
+            routes += [Route(prefix, segment.device, table) for prefix in segment.prefixes]
+            priority = RULE_PRIORITY + len(rules) // 2
+            rules += [Rule(segment.device, table, 4, priority),
+                      Rule(segment.device, table, 6, priority)]
     for mapping in xtr.database_mappings:
         tun = xtr.tun_for(mapping.instance_id)
         assert tun is not None  # config checked it
@@ -137,7 +157,39 @@ def _xtr_plan(config: Config, xtr: XtrConfig) -> tuple[list[Tun], list[Address],
             routes.append(
                 Route(mapping.eid_prefix, mapping.interface, tables[mapping.instance_id])
             )
+            lans.setdefault(mapping.instance_id, []).append(mapping.interface)
+    if xtr.proxy_etrs:
+        for instance in xtr.instances:
+            lans.setdefault(instance.instance_id, []).extend(instance.interfaces)
+        routes += _towards_proxy_etrs(xtr, tables, lans, rules)
     return tuns, addresses, routes, rules, gateway
+
+
+def _towards_proxy_etrs(xtr: XtrConfig, tables: dict[int, int | None],
+                        lans: dict[int, list[str]], rules: list[Rule]) -> list[Route]:
+    """Default routes into the TUN for what the LANs send outside the EID space
+    (RFC 6832: the ITR encapsulates it to a proxy-ETR). An instance's table
+    takes them directly; instance 0 shares the main table with the host, so
+    its LANs look up the main table first without its default route
+    (suppress_prefixlength 0) and then a table of their own."""
+    routes: list[Route] = []
+    for instance_id, devices in lans.items():
+        tun = xtr.tun_for(instance_id)
+        assert tun is not None  # config checked it
+        table = tables[instance_id]
+        if table is not None:
+            routes += [Route(prefix, tun, table) for prefix in DEFAULT_ROUTES]
+            continue
+        if not devices:
+            continue
+        routes += [Route(prefix, tun, xtr.proxy_etr_table) for prefix in DEFAULT_ROUTES]
+        for device in dict.fromkeys(devices):
+            priority = RULE_PRIORITY + len(rules) // 2
+            rules += [Rule(device, MAIN_TABLE, family, priority, suppress_prefixlength=0)
+                      for family in FAMILIES]
+            rules += [Rule(device, xtr.proxy_etr_table, family, priority + 1)
+                      for family in FAMILIES]
+    return routes
 
 
 def plan(config: Config) -> Plan:
@@ -149,5 +201,7 @@ def plan(config: Config) -> Plan:
     if config.xtr is not None:
         tuns, addresses, routes, rules, forwarding = _xtr_plan(config, config.xtr)
     taps = [Tap(seg.device, seg.vni, tap_mtu(config, seg)) for seg in config.vxlan]
+    # A PITR forwards what non-LISP hosts send it into the TUN.
+    forwarding = forwarding or config.proxy is not None
     return Plan(tuple(tuns), tuple(taps), tuple(addresses), tuple(routes), tuple(rules),
                 forwarding)
