@@ -158,6 +158,8 @@ class Daemon:
             for rloc in listen:
                 sock = self._receiver(rloc, LISP_DATA_PORT, refused)
                 engine.watch_lisp(sock.fileno(), f"lisp {rloc}")
+            if config.proxy is not None:
+                self.fastpath.set_served_itrs(config.proxy.served_itrs)
         vteps: set[IPAddress] = set()
         for segment in config.vxlan:
             tap = by_name[segment.device]

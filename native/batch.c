@@ -138,6 +138,38 @@ int lispd_dp_set_flood(struct lispd_dp *dp, uint32_t segment, const struct lispd
     return 0;
 }
 
+/* Octets of address past prefix_len bits are all zero (RFC 4632 form). */
+static int prefix_form(const struct lispd_fib_key *key)
+{
+    size_t octets = dp_addr_len(key->family);
+    if ((key->family != LISPD_FAMILY_IPV4 && key->family != LISPD_FAMILY_IPV6) ||
+        key->prefix_len > 8 * octets)
+        return 0;
+    for (size_t i = 0; i < octets; i++) {
+        unsigned keep = key->prefix_len >= 8 * (i + 1) ? 8
+                        : key->prefix_len > 8 * i   ? key->prefix_len - 8 * i
+                                                    : 0;
+        uint8_t mask = (uint8_t)(0xFF00u >> keep);
+        if (key->prefix[i] & (uint8_t)~mask)
+            return 0;
+    }
+    return 1;
+}
+
+int lispd_dp_set_served_itrs(struct lispd_dp *dp, const struct lispd_fib_key *served,
+                             uint32_t n)
+{
+    if (n > LISPD_MAX_SERVED_ITRS)
+        return -1;
+    for (uint32_t i = 0; i < n; i++)
+        if (!prefix_form(&served[i]))
+            return -1;
+    if (n > 0)
+        memcpy(dp->served, served, n * sizeof *served);
+    dp->n_served = n;
+    return 0;
+}
+
 int lispd_dp_set_vnet(struct lispd_dp *dp, int layer, uint32_t index, int mode)
 {
     int *vnet, *uso;

@@ -118,6 +118,8 @@ struct lispd_dp {
     struct dp_tun tuns[LISPD_MAX_TUNS];
     uint32_t n_segments;
     struct dp_segment segments[LISPD_MAX_SEGMENTS];
+    uint32_t n_served;      /* RLOC prefixes of the ITRs this is the PETR of */
+    struct lispd_fib_key served[LISPD_MAX_SERVED_ITRS];
 
     /* LISPD_BATCH buffers of LISPD_BUFFER octets, reused by every batch. */
     uint8_t *buffers;

@@ -260,6 +260,7 @@ enum {
     LISPD_MAX_TUNS = 64,
     LISPD_MAX_SEGMENTS = 256,
     LISPD_MAX_FLOOD = 64,
+    LISPD_MAX_SERVED_ITRS = 16,
     LISPD_LISP_PORT = 4341,
     LISPD_VXLAN_PORT = 4789,
     LISPD_RECENT_ITRS = 256     /* outer sources the ETR remembers (SMR) */
@@ -385,6 +386,12 @@ int lispd_dp_add_segment(struct lispd_dp *dp, int tap_fd, uint32_t vni, uint8_t 
 int lispd_dp_set_flood(struct lispd_dp *dp, uint32_t segment,
                        const struct lispd_locator *peers, uint32_t n);
 
+/* The RLOC prefixes (family, prefix_len, prefix; instance_id unused) of
+ * the ITRs this node is the proxy-ETR of (RFC 6832), at most
+ * LISPD_MAX_SERVED_ITRS; n = 0: none. -1 for too many or a bad prefix. */
+int lispd_dp_set_served_itrs(struct lispd_dp *dp, const struct lispd_fib_key *served,
+                             uint32_t n);
+
 /* ITR step: the inner IP packet at buf[offset, offset+length), read from TUN
  * tun, with LISPD_HEADROOM free in front of it. A multicast or link-local
  * destination (224/4, 255.255.255.255, 169.254/16, ff00::/8, fe80::/10) is
@@ -418,6 +425,9 @@ void lispd_itr_process(struct lispd_dp *dp, uint32_t tun, uint8_t *buf, size_t c
  * received instance-id, L bit for a local source EID, outer TTL/TOS the
  * inner ones) and SEND says where; one that does not fit the underlay MTU
  * is dropped as too_big (no ICMP: its source is not behind this node).
+ * Failing both, a packet whose outer source is a served ITR
+ * (lispd_dp_set_served_itrs) is decapsulated as on WRITE: this node is its
+ * proxy-ETR and the host routes it natively.
  *
  * On WRITE and SEND the outer source (when outer->family is 4 or 6) is
  * remembered as a recent ITR, last seen now_ms (lispd_dp_recent_itrs). */

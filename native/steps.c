@@ -340,23 +340,42 @@ static void set_ecn_ttl(uint8_t *p, struct inner *in, int ecn, uint8_t ttl)
     in->ttl = ttl;
 }
 
-/* The destination is no local EID: re-encapsulate towards where it moved
- * when the map-cache says so (reencap), else drop (no open relay). The
- * inner packet is at buf + offset. */
+/* The map-cache says the destination moved away from here: an ENCAP entry
+ * with reencap set. Not a use of the entry (lispd_fib_find). */
+static int moved_away(const struct lispd_dp *dp, uint32_t iid, const struct inner *in)
+{
+    const struct lispd_fib_entry *e =
+        lispd_fib_find(dp->mapcache, iid, in->family, in->destination, NULL);
+    return e != NULL && e->action == LISPD_ACT_ENCAP && e->reencap && e->n_locators > 0;
+}
+
+/* The outer source is an ITR this node is the proxy-ETR of. */
+static int served_itr(const struct lispd_dp *dp, const struct lispd_outer *outer)
+{
+    for (uint32_t i = 0; i < dp->n_served; i++) {
+        const struct lispd_fib_key *k = &dp->served[i];
+        if (k->family != outer->family)
+            continue;
+        unsigned whole = k->prefix_len / 8, rest = k->prefix_len % 8;
+        if (memcmp(k->prefix, outer->source, whole) != 0)
+            continue;
+        uint8_t mask = (uint8_t)(0xFF00u >> rest);
+        if (rest == 0 || ((outer->source[whole] ^ k->prefix[whole]) & mask) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Re-encapsulate towards where the destination moved (moved_away holds).
+ * Only a packet that is sent on counts as use of the entry: anyone can send
+ * packets for EIDs that are not here, and they must not keep map-cache
+ * entries refreshed. The inner packet is at buf + offset. */
 static void reencapsulate(struct lispd_dp *dp, uint8_t *buf, size_t cap, size_t offset,
                           struct inner *in, uint32_t iid, const struct lispd_outer *outer,
                           uint32_t nonce, struct lispd_verdict *v)
 {
-    /* Only a packet that is sent on counts as use of the entry: anyone can
-     * send packets for EIDs that are not here, and they must not keep
-     * map-cache entries refreshed. */
     const struct lispd_fib_entry *e =
-        lispd_fib_find(dp->mapcache, iid, in->family, in->destination, NULL);
-    if (e == NULL || e->action != LISPD_ACT_ENCAP || !e->reencap || e->n_locators == 0) {
-        drop(v, LISPD_DROP_NOT_LOCAL_EID);
-        return;
-    }
-    e = lispd_fib_lookup(dp->mapcache, iid, in->family, in->destination, NULL);
+        lispd_fib_lookup(dp->mapcache, iid, in->family, in->destination, NULL);
     /* Decapsulation first (RFC 6040, RFC 9300 5.3), then one hop. */
     int ecn = decapsulated_ecn(in->tos & ECN_MASK, outer->tos & ECN_MASK);
     if (ecn < 0) {
@@ -372,6 +391,22 @@ static void reencapsulate(struct lispd_dp *dp, uint8_t *buf, size_t cap, size_t 
     size_t fits;
     if (lisp_encap(dp, buf, cap, offset, in, iid, e, nonce, &fits, v) == ENCAP_TOO_BIG)
         drop(v, LISPD_DROP_TOO_BIG);
+}
+
+/* Decapsulate for the instance's TUN, index tun. */
+static void decapsulate(uint8_t *buf, size_t offset, struct inner *in,
+                        const struct lispd_outer *outer, int tun, struct lispd_verdict *v)
+{
+    int ecn = decapsulated_ecn(in->tos & ECN_MASK, outer->tos & ECN_MASK);
+    if (ecn < 0) {
+        drop(v, LISPD_DROP_ECN);
+        return;
+    }
+    set_ecn_ttl(buf + offset, in, ecn, outer->ttl < in->ttl ? outer->ttl : in->ttl);
+    v->verdict = LISPD_VERDICT_WRITE;
+    v->index = (uint32_t)tun;
+    v->offset = (uint32_t)offset;
+    v->length = (uint32_t)in->length;
 }
 
 void lispd_etr_process(struct lispd_dp *dp, uint8_t *buf, size_t cap, size_t offset,
@@ -403,23 +438,18 @@ void lispd_etr_process(struct lispd_dp *dp, uint8_t *buf, size_t cap, size_t off
         drop(v, bad);
         return;
     }
-    /* Only this node's EIDs, in that instance; else maybe where one went. */
+    /* This node's EIDs, in that instance; else where one went; else, for
+     * the ITRs it serves as proxy-ETR, anywhere; else no open relay. */
     const struct lispd_fib_entry *local =
         lispd_fib_lookup(dp->database, iid, in.family, in.destination, NULL);
-    if (local == NULL || local->action != LISPD_ACT_LOCAL) {
+    if (local != NULL && local->action == LISPD_ACT_LOCAL)
+        decapsulate(buf, inner_off, &in, outer, tun, v);
+    else if (moved_away(dp, iid, &in))
         reencapsulate(dp, buf, cap, inner_off, &in, iid, outer, nonce, v);
-    } else {
-        int ecn = decapsulated_ecn(in.tos & ECN_MASK, outer->tos & ECN_MASK);
-        if (ecn < 0) {
-            drop(v, LISPD_DROP_ECN);
-            return;
-        }
-        set_ecn_ttl(buf + inner_off, &in, ecn, outer->ttl < in.ttl ? outer->ttl : in.ttl);
-        v->verdict = LISPD_VERDICT_WRITE;
-        v->index = (uint32_t)tun;
-        v->offset = (uint32_t)inner_off;
-        v->length = (uint32_t)in.length;
-    }
+    else if (served_itr(dp, outer))
+        decapsulate(buf, inner_off, &in, outer, tun, v);
+    else
+        drop(v, LISPD_DROP_NOT_LOCAL_EID);
     /* Whoever sent what was taken in is an ITR that may need an SMR. */
     if (v->verdict != LISPD_VERDICT_DROP &&
         (outer->family == LISPD_FAMILY_IPV4 || outer->family == LISPD_FAMILY_IPV6))

@@ -73,6 +73,8 @@ READY_TIMEOUT_MAX = 600
 # The fast path's room for flood VTEPs per segment (LISPD_MAX_FLOOD in
 # native/lispd_native.h; a test holds the two equal).
 MAX_FLOOD = 64
+# Its room for the ITR prefixes a proxy-ETR serves (LISPD_MAX_SERVED_ITRS).
+MAX_SERVED_ITRS = 16
 
 DAEMON = Table(
     DaemonConfig,
@@ -405,7 +407,7 @@ PROXY = Table(
     ProxyConfig,
     (
         Key("pitr", boolean),
-        Key("served-itrs", Array(network, unique="prefix")),
+        Key("served-itrs", Array(network, unique="prefix", at_most=MAX_SERVED_ITRS)),
     ),
 )
 

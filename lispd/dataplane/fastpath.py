@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
-from lispd.dataplane.tables import Fdb, Fib
+from lispd.dataplane.entries import FibKey, IPNetwork
+from lispd.dataplane.tables import Fdb, Fib, key_in
 from lispd.dataplane.verdict import Verdict, VerdictKind
 from lispd.ffi import buffer_in, constants, ffi, lib
 
@@ -30,6 +31,7 @@ BUFFER: int = lib.LISPD_BUFFER
 RECENT_ITRS: int = lib.LISPD_RECENT_ITRS
 VNET_HDR: int = lib.LISPD_VNET_HDR
 GSO_SENDERS: int = lib.LISPD_GSO_SENDERS
+SERVED_ITRS: int = lib.LISPD_MAX_SERVED_ITRS
 _MAX_SEGMENTS = 65536
 DROP_REASONS: dict[int, str] = {
     value: name for value, name in constants("LISPD_DROP_").items() if name != "count"
@@ -168,6 +170,16 @@ class FastPath:
             _locator(peer, slot)
         if lib.lispd_dp_set_flood(self._dp, segment, array, len(peers)) < 0:
             raise FastPathError(f"cannot set {len(peers)} flood peers on segment {segment}")
+
+    def set_served_itrs(self, served: tuple[IPNetwork, ...]) -> None:
+        """The RLOC prefixes of the ITRs this node is the proxy-ETR of."""
+        if len(served) > SERVED_ITRS:
+            raise FastPathError(f"{len(served)} served ITR prefixes, at most {SERVED_ITRS}")
+        keys = ffi.new("struct lispd_fib_key[]", max(len(served), 1))
+        for slot, prefix in zip(keys, served, strict=False):
+            key_in(FibKey(0, prefix), slot)
+        if lib.lispd_dp_set_served_itrs(self._dp, keys, len(served)) < 0:
+            raise FastPathError(f"cannot serve ITRs {', '.join(map(str, served))}")
 
     # -- I/O, one batch per call ------------------------------------------
 

@@ -476,6 +476,7 @@ class ReferenceDataplane:
     # Outer family -> the source ports of its train senders (FastPath's
     # set_train_senders): a flow's outer source port is ports[hash % n].
     train_ports: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    served_itrs: tuple[IpNetwork, ...] = ()  # this node is their proxy-ETR
 
     # -- configuration, as FastPath's ----------------------------------------
 
@@ -505,6 +506,9 @@ class ReferenceDataplane:
 
     def set_flood(self, segment: int, peers: Iterable[IpAddress]) -> None:
         self.segments[segment].flood = tuple(peers)
+
+    def set_served_itrs(self, served: Iterable[IpNetwork]) -> None:
+        self.served_itrs = tuple(served)
 
     def _rloc(self, version: int) -> IpAddress | None:
         return self.rloc4 if version == 4 else self.rloc6
@@ -591,7 +595,7 @@ class ReferenceDataplane:
         now_ms: int = 0,
         nonce: int = 0,
     ) -> Verdict:
-        verdict = self._etr(payload, outer_ttl, outer_tos, nonce)
+        verdict = self._etr(payload, outer_ttl, outer_tos, source, nonce)
         if source is not None and verdict.kind in (VerdictKind.WRITE, VerdictKind.SEND):
             self.recent.seen(source, now_ms)
         return verdict
@@ -599,7 +603,14 @@ class ReferenceDataplane:
     def recent_itrs(self, since_ms: int) -> list[IpAddress]:
         return self.recent.since(since_ms)
 
-    def _etr(self, payload: bytes, outer_ttl: int, outer_tos: int, nonce: int) -> Verdict:
+    def _etr(
+        self,
+        payload: bytes,
+        outer_ttl: int,
+        outer_tos: int,
+        source: IpAddress | None,
+        nonce: int,
+    ) -> Verdict:
         if len(payload) < LISP_HEADER:
             return _drop(Drop.TRUNCATED)
         try:
@@ -617,7 +628,10 @@ class ReferenceDataplane:
             return _drop(inner)
         local = self.database.lookup(iid, inner.destination)
         if local is None or local.action is not FibAction.LOCAL:
-            return self._reencapsulate(iid, inner, outer_ttl, outer_tos, nonce)
+            if self._moved_away(iid, inner.destination):
+                return self._reencapsulate(iid, inner, outer_ttl, outer_tos, nonce)
+            if source is None or not any(source in net for net in self.served_itrs):
+                return _drop(Drop.NOT_LOCAL_EID)
         ecn = decapsulated_ecn(inner.tos & ECN_MASK, outer_tos & ECN_MASK)
         if ecn is None:
             return _drop(Drop.ECN)
@@ -625,21 +639,25 @@ class ReferenceDataplane:
         ttl = min(inner.ttl, outer_ttl)
         return Verdict(VerdictKind.WRITE, data=_rewrite_inner(inner, tos, ttl), index=tun)
 
+    def _moved_away(self, iid: int, destination: IpAddress) -> bool:
+        """The map-cache says the EID went elsewhere (an ENCAP entry with
+        reencap); not a use of the entry."""
+        entry = self.mapcache.find(iid, destination)
+        return (
+            entry is not None
+            and entry.action is FibAction.ENCAP
+            and entry.reencap
+            and bool(entry.locators)
+        )
+
     def _reencapsulate(
         self, iid: int, inner: InnerPacket, outer_ttl: int, outer_tos: int, nonce: int
     ) -> Verdict:
-        """A packet for an EID that is not (or no longer) here: on to where
-        the map-cache says it went, when it says to (reencap). Only then is
-        the entry used: anyone can send packets for EIDs that are not here."""
-        entry = self.mapcache.find(iid, inner.destination)
-        if (
-            entry is None
-            or entry.action is not FibAction.ENCAP
-            or not entry.reencap
-            or not entry.locators
-        ):
-            return _drop(Drop.NOT_LOCAL_EID)
-        self.mapcache.lookup(iid, inner.destination)
+        """A packet for an EID that moved away (_moved_away): on to where the
+        map-cache says it went. Only then is the entry used: anyone can send
+        packets for EIDs that are not here."""
+        entry = self.mapcache.lookup(iid, inner.destination)
+        assert entry is not None
         ecn = decapsulated_ecn(inner.tos & ECN_MASK, outer_tos & ECN_MASK)
         if ecn is None:
             return _drop(Drop.ECN)

@@ -86,7 +86,7 @@ def _address(family: int, octets: Any) -> IPAddress:
     return IPv6Address(bytes(_ffi.buffer(octets, 16)))
 
 
-def _key_in(key: FibKey, out: Any) -> None:
+def key_in(key: FibKey, out: Any) -> None:
     _check("instance-id", key.instance_id, _U24)
     packed = key.prefix.network_address.packed
     out.instance_id = key.instance_id
@@ -155,7 +155,7 @@ class Fib:
         """Insert or replace. InvalidEntryError (a ValueError) or TableFull."""
         c_key: Any = _ffi.new("struct lispd_fib_key *")
         c_entry: Any = _ffi.new("struct lispd_fib_entry *")
-        _key_in(key, c_key)
+        key_in(key, c_key)
         _entry_in(entry, c_entry)
         _raise_for(_lib.lispd_fib_set(self._fib, c_key, c_entry), f"FIB entry {key}")
 
@@ -164,7 +164,7 @@ class Fib:
         if not 0 <= key.instance_id <= _U24:
             return False
         c_key: Any = _ffi.new("struct lispd_fib_key *")
-        _key_in(key, c_key)
+        key_in(key, c_key)
         return bool(_lib.lispd_fib_delete(self._fib, c_key) == 0)
 
     def clear(self) -> None:

@@ -137,12 +137,23 @@ class LispState:
     mapcache: tuple[tuple[int, IpNetwork, FibEntry], ...]
     database: tuple[tuple[int, IpNetwork, FibEntry], ...]
     train_ports: tuple[tuple[int, ...], tuple[int, ...]] = ((), ())  # IPv4, IPv6 senders
+    served_itrs: tuple[IpNetwork, ...] = ()  # the PETR's ITRs
 
     def networks(self, table: str, instance_id: int | None = None) -> list[IpNetwork]:
         """The prefixes of a table, of one instance-id when given."""
         rows = self.mapcache if table == "mapcache" else self.database
         return [net for iid, net, _ in rows if instance_id in (None, iid)]
 
+
+# Prefixes around the RLOCs of other xTRs, each as long as anything from a
+# default route to one address.
+served_itrs: st.SearchStrategy[IpNetwork] = st.builds(
+    lambda address, length: ip_network(
+        (address, length % (address.max_prefixlen + 1)), strict=False
+    ),
+    rlocs,
+    st.integers(0, 128),
+)
 
 # The source ports of train senders (the offload path), or none.
 train_ports = st.one_of(
@@ -179,6 +190,7 @@ def lisp_states(draw: st.DrawFn) -> LispState:
         mapcache=tuple(mapcache),
         database=tuple(database),
         train_ports=draw(st.tuples(train_ports, train_ports)),
+        served_itrs=tuple(draw(st.lists(served_itrs, max_size=3))),
     )
 
 
@@ -213,6 +225,8 @@ def build_lisp(state: LispState) -> LispTwins:
     c.set_underlay(state.rloc4, state.rloc6, state.mtu)
     model.set_underlay(state.rloc4, state.rloc6, state.mtu)
     set_train_ports(c, model, state.train_ports)
+    c.set_served_itrs(state.served_itrs)
+    model.set_served_itrs(state.served_itrs)
     for iid in state.tuns:
         assert c.add_tun(-1, iid) == model.add_tun(iid)
     return LispTwins(c, model, mapcache, database)

@@ -28,7 +28,7 @@ from lispd.config import (
 )
 from lispd.config.positions import key_lines
 from lispd.config.reader import Key, Table, integer
-from lispd.config.sections import MAX_FLOOD
+from lispd.config.sections import MAX_FLOOD, MAX_SERVED_ITRS
 from lispd.ffi import lib
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -1070,8 +1070,9 @@ def test_lines_of_repeated_tables_with_padding(shapes: list[tuple[int, bool]]) -
     }
 
 
-def test_the_flood_limit_is_the_fast_paths() -> None:
+def test_the_flood_and_served_itr_limits_are_the_fast_paths() -> None:
     assert lib.LISPD_MAX_FLOOD == MAX_FLOOD
+    assert lib.LISPD_MAX_SERVED_ITRS == MAX_SERVED_ITRS
 
 
 def test_a_key_of_the_wrong_type_is_not_echoed() -> None:

@@ -1,5 +1,6 @@
 """The ETR step's new duties, one packet at a time, C and model side by side:
-re-encapsulating for EIDs that moved away, and remembering recent ITRs.
+re-encapsulating for EIDs that moved away, proxy-ETR for served ITRs, and
+remembering recent ITRs.
 
 (test_fastpath_twin.py holds the C to the model on drawn states; here are
 the cases worth spelling out.)
@@ -16,6 +17,7 @@ from lispd.dataplane import fastpath
 from lispd.dataplane import reference as ref
 from lispd.dataplane.tables import Fdb, Fib, FibAction, FibEntry, FibKey, FibLocator
 from lispd.dataplane.verdict import Verdict, VerdictKind
+from lispd.ffi import ffi, lib
 from lispd.wire.inet import Ipv4Header, inet_checksum
 
 IpAddress = IPv4Address | IPv6Address
@@ -44,7 +46,8 @@ class Twins:
 
     def __init__(self, mapcache: list[tuple[int, str, FibEntry]],
                  database: list[tuple[int, str]], rloc4: IPv4Address = HERE4,
-                 mtu: int = 1500, tuns: tuple[int, ...] = (IID,)) -> None:
+                 mtu: int = 1500, tuns: tuple[int, ...] = (IID,),
+                 *, served: tuple[str, ...] = ()) -> None:
         self.mapcache, self.database = Fib(16), Fib(16)
         self.c = fastpath.FastPath(self.mapcache, self.database, Fdb(1))
         self.model = ref.ReferenceDataplane()
@@ -60,6 +63,8 @@ class Twins:
         for iid in tuns:
             self.c.add_tun(-1, iid)
             self.model.add_tun(iid)
+        self.c.set_served_itrs(tuple(ip_network(prefix) for prefix in served))
+        self.model.set_served_itrs(ip_network(prefix) for prefix in served)
 
     def etr(self, payload: bytes, ttl: int = 64, tos: int = 0, *,
             source: IpAddress | None = ITR4, now_ms: int = 0, nonce: int = 0) -> Verdict:
@@ -174,6 +179,63 @@ def test_a_locator_of_a_family_without_rloc() -> None:
 def test_outer_ce_on_a_not_ect_packet_is_dropped_before_re_encapsulation() -> None:
     twins = moved_away()
     assert twins.etr(lisp(ipv4("10.9.0.1", "10.1.7.7")), tos=ref.CE).reason == "ecn"
+
+
+# -- proxy-ETR (RFC 6832) -----------------------------------------------------
+
+
+def petr(*served: str) -> Twins:
+    return Twins([(IID, str(MOVED), to_there())], [(IID, str(LOCAL))], served=served)
+
+
+@pytest.mark.parametrize("served", [("198.51.100.0/24",), ("2001:db8::/32", "198.51.100.9/32"),
+                                    ("0.0.0.0/0",), ("198.51.100.8/31",)])
+def test_a_proxy_etr_forwards_what_its_itrs_send_to_non_eids(served: tuple[str, ...]) -> None:
+    twins = petr(*served)
+    inner = ipv4("10.1.0.5", "203.0.113.9", ttl=30)
+    verdict = twins.etr(lisp(inner), ttl=20)
+    assert verdict.kind is VerdictKind.WRITE and verdict.index == 0
+    assert verdict.data[8] == 20 and verdict.data[12:] == inner[12:]  # the outer TTL, once
+    assert twins.c.recent_itrs(0) == [ITR4]
+
+
+@pytest.mark.parametrize(("served", "source"), [
+    ((), ITR4),
+    (("198.51.100.0/30",), ITR4),
+    (("198.51.100.8/32",), ITR4),
+    (("::/0",), ITR4),
+    (("0.0.0.0/0",), None),  # no outer source known: no proxy
+])
+def test_a_proxy_etr_is_no_open_relay_for_others(served: tuple[str, ...],
+                                                  source: IPv4Address | None) -> None:
+    twins = petr(*served)
+    verdict = twins.etr(lisp(ipv4("10.1.0.5", "203.0.113.9")), source=source)
+    assert verdict.reason == "not_local_eid"
+
+
+def test_a_proxy_etr_still_sends_on_what_moved_away() -> None:
+    verdict = petr("0.0.0.0/0").etr(lisp(ipv4("10.9.0.1", "10.1.7.7")))
+    assert verdict.kind is VerdictKind.SEND and verdict.address == THERE4
+
+
+def test_served_itr_prefixes_are_bounded() -> None:
+    fast = fastpath.FastPath(Fib(1), Fib(1), Fdb(1))
+    many = tuple(ip_network(f"198.51.100.{i}/32") for i in range(fastpath.SERVED_ITRS + 1))
+    with pytest.raises(fastpath.FastPathError, match="at most 16"):
+        fast.set_served_itrs(many)
+    fast.set_served_itrs(many[:-1])
+
+
+def test_the_c_side_refuses_a_prefix_with_host_bits() -> None:
+    fast = fastpath.FastPath(Fib(1), Fib(1), Fdb(1))
+    key = ffi.new("struct lispd_fib_key *")
+    key.family, key.prefix_len = lib.LISPD_FAMILY_IPV4, 24
+    key.prefix[0:4] = [198, 51, 100, 1]
+    assert lib.lispd_dp_set_served_itrs(fast._dp, key, 1) == -1
+    key.prefix[3] = 0
+    assert lib.lispd_dp_set_served_itrs(fast._dp, key, 1) == 0
+    key.prefix_len = 33
+    assert lib.lispd_dp_set_served_itrs(fast._dp, key, 1) == -1
 
 
 # -- recent ITRs ---------------------------------------------------------------
