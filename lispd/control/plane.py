@@ -14,6 +14,10 @@ two kinds of mobility (issue 4):
    to the registrar): the EID stops being local here, packets still arriving
    for it are re-encapsulated towards its new locators instead of dropped,
    and the ITRs still sending to us are told with SMRs.
+
+A dynamic EID (lispd.gateway: a host that moved onto a gateway segment
+here) is a local EID like a configured one while it stays; when another xTR
+registers it, it is the second case, and the segment's machine is told.
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
 import structlog
 
-from lispd.config.model import Config
+from lispd.config.model import Config, DatabaseMapping, IPNetwork
 from lispd.control import setup
 from lispd.control.events import Datagram, Output, Released
 from lispd.control.mapserver import MapServer
@@ -107,6 +111,11 @@ class ControlPlane:
             server_addresses=config.map_server.listen if config.map_server else (),
         )
         self._acknowledged: set[IPAddress] = set()
+        # Dynamic EIDs (lispd.gateway): hosts that moved onto a gateway
+        # segment here, each a host prefix of this node's until it leaves.
+        self.dynamic: dict[EidPrefix, DatabaseMapping] = {}
+        # Told when the mapping system says a dynamic EID is elsewhere now.
+        self.dynamic_moved_away: Callable[[EidPrefix], None] = lambda prefix: None
         self.service = ControlService(loop, self.node, apply_changes=self.apply_changes,
                                       release=self._release, after=self._after)
 
@@ -212,7 +221,8 @@ class ControlPlane:
         """The local database from the configuration and this node's RLOCs now,
         into the C table and the registrar (which registers what changed)."""
         # An EID that moved away stays away: it is not ours to serve again.
-        database = tuple(m for m in setup.database(self.config.database(), self.rlocs)
+        configured = (*self.config.database(), *self.dynamic.values())
+        database = tuple(m for m in setup.database(configured, self.rlocs)
                          if setup.prefix_of(m) not in self.policy.reencap)
         kept = {setup.prefix_of(m) for m in database}
         for mapping in self.database:
@@ -249,6 +259,34 @@ class ControlPlane:
             ):
                 changes.extend(self.mapcache.insert(replace(entry, prefix=prefix), now))
         self.apply_changes(tuple(changes))
+        self._solicit((prefix,), now)
+        if self.dynamic.pop(prefix, None) is not None:
+            # Not ours to register any more: the registrar forgets it.
+            self._set_database(now)
+            self.dynamic_moved_away(prefix)
+
+    def add_dynamic(self, instance_id: int, network: IPNetwork) -> None:
+        """A host arrived on a gateway segment: its address is a local EID."""
+        prefix = EidPrefix.of(instance_id, network.network_address, network.prefixlen)
+        if prefix in self.dynamic:
+            return
+        log.info("dynamic_eid_arrived", eid=str(prefix))
+        now = self.service.now()
+        self.dynamic[prefix] = DatabaseMapping(eid_prefix=network, instance_id=instance_id)
+        if prefix in self.policy.reencap:
+            # It moved away earlier and has come back: not sent on any more.
+            self.policy = replace(self.policy, reencap=self.policy.reencap - {prefix})
+            self.apply_changes(tuple(self.mapcache.withdraw(prefix)))
+        self._set_database(now)
+
+    def remove_dynamic(self, instance_id: int, network: IPNetwork) -> None:
+        """A host left a gateway segment (silent): deregistered."""
+        prefix = EidPrefix.of(instance_id, network.network_address, network.prefixlen)
+        if self.dynamic.pop(prefix, None) is None:
+            return
+        log.info("dynamic_eid_left", eid=str(prefix))
+        now = self.service.now()
+        self._set_database(now)
         self._solicit((prefix,), now)
 
     def _solicit(self, prefixes: Iterable[EidPrefix], now: float) -> None:
