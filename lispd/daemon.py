@@ -17,6 +17,7 @@ import contextlib
 import signal
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
@@ -36,10 +37,11 @@ from lispd.dataplane import sockets, sync
 from lispd.dataplane.engine import Engine
 from lispd.dataplane.fastpath import FastPath, FastPathError, Miss
 from lispd.dataplane.tables import Fdb, FdbEntry, Fib
+from lispd.gateways import Gateways
 from lispd.host import Host
 from lispd.mapcache import Change, EidPrefix, MapCache
 from lispd.metrics import MetricsServer
-from lispd.netlink import AddressWatch, NetlinkError
+from lispd.netlink import AddressWatch, Netlink, NetlinkError
 from lispd.sdnotify import Notifier
 from lispd.supervision import Supervision
 from lispd.wire.data import LISP_DATA_PORT, VXLAN_PORT
@@ -94,6 +96,7 @@ class Daemon:
         self.dataplane_path = BATCHED_PATH
         self._tasks: set[asyncio.Task[Any]] = set()
         self.plane: ControlPlane | None = None
+        self.gateways: Gateways | None = None
         self._watch: AddressWatch | None = None
         self._settle: asyncio.TimerHandle | None = None
 
@@ -220,6 +223,7 @@ class Daemon:
         self._change_tables(bare, self.config)
         if self.plane.enabled:
             self.plane.start()
+        await self._open_gateways(loop)
         if self.config.underlay.interfaces:
             self._watch = AddressWatch()
             loop.add_reader(self._watch.fileno(), self._addresses_changed)
@@ -242,6 +246,25 @@ class Daemon:
             rlocs=[str(r) for r in self.rlocs],
             static_mappings=len(self.mapcache),
         )
+
+    async def _open_gateways(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The dynamic-EID machines of the gateway segments that have ranges."""
+        devices = [s.device for s in self.config.vxlan if s.dynamic_eid]
+        if not devices:
+            return
+        macs = await loop.run_in_executor(
+            self._netlink_thread,
+            lambda: {name: self.host.netlink.link_mac(name) for name in devices})
+        self.gateways = Gateways(loop, self.control_plane, self._on_netlink_thread)
+        self.gateways.open(self.config, macs)
+
+    def _on_netlink_thread(self, work: Callable[[Netlink], None]) -> None:
+        """Run work(netlink) on the netlink thread; a failure is logged."""
+        future = asyncio.get_running_loop().run_in_executor(
+            self._netlink_thread, work, self.host.netlink)
+        future.add_done_callback(
+            lambda done: done.cancelled() or done.exception() is None
+            or log.warning("netlink_failed", error=str(done.exception())))
 
     # -- running -------------------------------------------------------------
 
@@ -335,6 +358,8 @@ class Daemon:
             counters[f"systemd_notify_{name}"] = value
         for name, value in self.mapcache.counters.items():
             counters[f"map_cache_{name}"] = value
+        if self.gateways is not None:
+            counters.update(self.gateways.counters())
         return counters
 
     def gauges(self) -> dict[str, float]:
@@ -456,6 +481,8 @@ class Daemon:
         if self._watch is not None:
             asyncio.get_running_loop().remove_reader(self._watch.fileno())
             self._watch.close()
+        if self.gateways is not None:
+            self.gateways.close()
         if self.plane is not None:
             self.plane.stop()
         if self.engine is not None:

@@ -56,6 +56,7 @@ IFA_F_DADFAILED = 0x08
 IFA_F_DEPRECATED = 0x20
 IFA_F_TENTATIVE = 0x40
 RT_SCOPE_UNIVERSE = 0
+NUD_STALE = 0x04
 # rtnetlink multicast groups (linux/rtnetlink.h): address and link changes.
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
@@ -184,6 +185,21 @@ class Netlink:
         index = self.link_index(name)
         (link,) = self._call(f"get link {name}", self._ipr.link, "get", index=index)
         return int(link.get_attr("IFLA_MTU"))
+
+    def link_mac(self, name: str) -> bytes:
+        """The device's link-layer (MAC) address."""
+        index = self.link_index(name)
+        (link,) = self._call(f"get link {name}", self._ipr.link, "get", index=index)
+        return bytes.fromhex(str(link.get_attr("IFLA_ADDRESS")).replace(":", ""))
+
+    def set_neighbor(self, name: str, address: IPv4Address | IPv6Address, mac: bytes) -> None:
+        """`address` is at `mac` on the device, as a stale entry: used at once,
+        confirmed by the kernel's own unicast probe. Not in the ledger: the
+        kernel ages it, and it goes with the device."""
+        index = self.link_index(name)
+        self._call(f"set neighbor {address} on {name}", self._ipr.neigh, "replace",
+                   dst=str(address), lladdr=mac.hex(":"), ifindex=index, state=NUD_STALE,
+                   family=_family(address.version))
 
     def set_link(
         self, name: str, *, up: bool = True, mtu: int | None = None, txqlen: int | None = None,
@@ -327,17 +343,7 @@ class Netlink:
 
 
     def _rule(self, command: str, record: RuleRecord) -> None:
-        spec: dict[str, Any] = {"table": record.table, "family": _family(record.family)}
-        if record.iif is not None:
-            spec["iifname"] = record.iif
-        if record.source is not None:
-            spec["src"] = str(record.source.network_address)
-            spec["src_len"] = record.source.prefixlen
-        if record.priority is not None:
-            spec["priority"] = record.priority
-        if record.suppress_prefixlength is not None:
-            spec["suppress_prefixlength"] = record.suppress_prefixlength
-        self._ipr.rule(command, **spec)
+        self._ipr.rule(command, **rule_request(record))
 
     # Forwarding.
 
@@ -472,6 +478,24 @@ class Netlink:
             raise NetlinkError(f"{what}: {_reason(error)}", error.code) from error
         except OSError as error:
             raise NetlinkError(f"{what}: {_reason(error)}", error.errno or 0) from error
+
+
+def rule_request(record: RuleRecord) -> dict[str, Any]:
+    """pyroute2's keyword arguments for a rule. Its names, not iproute2's:
+    pyroute2 leaves out a key it has no attribute for without a word (the
+    FRA_SUPPRESS_PREFIXLEN attribute is `suppress_prefixlen`, not
+    `suppress_prefixlength`, which made a rule that suppressed nothing)."""
+    spec: dict[str, Any] = {"table": record.table, "family": _family(record.family)}
+    if record.iif is not None:
+        spec["iifname"] = record.iif
+    if record.source is not None:
+        spec["src"] = str(record.source.network_address)
+        spec["src_len"] = record.source.prefixlen
+    if record.priority is not None:
+        spec["priority"] = record.priority
+    if record.suppress_prefixlength is not None:
+        spec["suppress_prefixlen"] = record.suppress_prefixlength
+    return spec
 
 
 def _loop_running() -> bool:
