@@ -32,7 +32,7 @@ from lispd.gateway import DynamicEids, Event, GatewaySegment, HostArrived, HostL
 from lispd.mapcache import EidPrefix
 from lispd.netlink import Netlink, RouteRecord
 
-__all__ = ["Gateways", "neighbor_filter"]
+__all__ = ["Gateways", "neighbor_filter", "packet_socket"]
 
 log = structlog.get_logger("lispd.gateway")
 
@@ -64,7 +64,7 @@ def neighbor_filter() -> bytes:
     return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
 
 
-def _packet_socket(device: str) -> socket.socket:
+def packet_socket(device: str) -> socket.socket:
     """Bound only once the filter is on, so nothing unfiltered is queued."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
     try:
@@ -113,7 +113,7 @@ class Gateways:
                 self._add(segment, vxlan.device, tables.get(vxlan.instance_id))
 
     def _add(self, segment: GatewaySegment, device: str, table: int | None) -> None:
-        sock = _packet_socket(device)
+        sock = packet_socket(device)
         self._segments[segment.vni] = _Segment(device, table, DynamicEids(segment), sock)
         self._loop.add_reader(sock.fileno(), self._readable, segment.vni)
 
