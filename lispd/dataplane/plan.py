@@ -158,11 +158,27 @@ def _xtr_plan(config: Config, xtr: XtrConfig) -> tuple[list[Tun], list[Address],
                 Route(mapping.eid_prefix, mapping.interface, tables[mapping.instance_id])
             )
             lans.setdefault(mapping.instance_id, []).append(mapping.interface)
+    routes = _without_local_twins(config, xtr, tables, routes)
     if xtr.proxy_etrs:
         for instance in xtr.instances:
             lans.setdefault(instance.instance_id, []).extend(instance.interfaces)
         routes += _towards_proxy_etrs(xtr, tables, lans, rules)
     return tuns, addresses, routes, rules, gateway
+
+
+def _without_local_twins(config: Config, xtr: XtrConfig, tables: dict[int, int | None],
+                         routes: list[Route]) -> list[Route]:
+    """The routes less those into a TUN for exactly a prefix that is a LAN's or
+    a gateway segment's in the same table: an eid-space prefix that is all
+    local has nothing remote to route into the TUN, and the kernel holds one
+    route per prefix and table (a second one is "File exists")."""
+    tuns = {xtr.tun, *(instance.tun for instance in xtr.instances)}
+    local = {(route.prefix, route.table) for route in routes if route.device not in tuns}
+    # A segment of instance 0 has its route from its address, not from the plan.
+    local |= {(prefix, tables[segment.instance_id])
+              for segment in config.vxlan for prefix in segment.prefixes}
+    return [route for route in routes
+            if route.device not in tuns or (route.prefix, route.table) not in local]
 
 
 def _towards_proxy_etrs(xtr: XtrConfig, tables: dict[int, int | None],

@@ -95,3 +95,46 @@ rlocs = [{ address = "198.18.0.1" }]
         (ip_network("198.51.100.10/32"), 107, 4)
     ]
     assert len({(rule.priority, rule.family) for rule in host.rules}) == len(host.rules)
+
+
+def test_an_eid_space_prefix_that_is_all_local_is_not_routed_into_the_tun() -> None:
+    """The kernel keeps one route per prefix and table: a TUN route beside a
+    LAN's or a segment's own for the same prefix was "File exists" at start-up
+    (and has nothing remote to carry)."""
+    config = parse("""
+[underlay]
+rlocs = ["198.18.2.2"]
+[xtr]
+eid-space = ["192.0.2.0/24", "198.51.100.0/24", "2001:db8::/40"]
+proxy-etrs = ["198.18.3.2"]
+[[xtr.instance]]
+instance-id = 7
+tun = "lisp7"
+table = 107
+eid-space = ["203.0.113.0/24", "198.51.100.0/24"]
+interfaces = ["lan7"]
+[[xtr.database-mapping]]
+eid-prefix = "198.51.100.0/24"
+interface = "lan0"
+[[xtr.database-mapping]]
+eid-prefix = "203.0.113.0/24"
+instance-id = 7
+interface = "lan7"
+[[vxlan]]
+device = "vni11"
+vni = 11
+local = "198.18.2.2"
+address = ["192.0.2.1/24", "2001:db8:11::1/64"]
+""")
+    routes = plan(config).routes
+    assert Route(ip_network("198.51.100.0/24"), "lan0", None) in routes
+    assert Route(ip_network("203.0.113.0/24"), "lan7", 107) in routes
+    into_tuns = {(str(r.prefix), r.device, r.table) for r in routes if r.device.startswith("lisp")}
+    assert into_tuns == {
+        ("2001:db8::/40", "lisp0", None),
+        # The same prefix as instance 0's LAN, but in another table.
+        ("198.51.100.0/24", "lisp7", 107),
+        # What no route of the main table holds goes to the proxy-ETRs.
+        ("0.0.0.0/0", "lisp0", 4341), ("::/0", "lisp0", 4341),
+        ("0.0.0.0/0", "lisp7", 107), ("::/0", "lisp7", 107),
+    }
