@@ -74,6 +74,7 @@ class Host:
             netlink.set_link(tun.name, up=True, mtu=tun.mtu, txqlen=host_plan.TUN_TXQUEUELEN,
                              gso_max_size=self._gso_max_size(tun.name))
             netlink.accept_local(tun.name)
+            netlink.no_redirects(tun.name)
         for tap in plan.taps:
             self._open(tuntap.open_tap(tap.name, vnet_hdr=self.offloads))
             netlink.set_link(tap.name, up=True, mtu=tap.mtu,

@@ -365,6 +365,18 @@ class Netlink:
         the TUN). Goes with the device; nothing to undo."""
         self._sysctl(f"set accept_local on {name}", {f"net/ipv4/conf/{name}/accept_local": 1})
 
+    def no_redirects(self, name: str) -> None:
+        """Send no ICMP redirects out of `name`, a TUN. A proxy xTR routes
+        back into its TUN what it decapsulated from it (a served ITR's packet
+        to an EID, sent to the proxy-ETR while unresolved); the kernel, seeing
+        a packet leave where it came in, answered the EID host with a redirect
+        from an underlay address. It sends one where `all` or the device says
+        so: both go to 0; other devices keep their own setting (1 by default).
+        Goes with the device; `all` is the host's, like forwarding."""
+        self._sysctl(f"set send_redirects off on {name}",
+                     {"net/ipv4/conf/all/send_redirects": 0,
+                      f"net/ipv4/conf/{name}/send_redirects": 0})
+
     def _sysctl(self, what: str, settings: dict[str, int]) -> None:
         """/proc/sys/net shows the namespace of the process that opens it, so
         for the current namespace we write the files; for a named one we run
