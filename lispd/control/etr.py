@@ -97,7 +97,13 @@ def local_records(
 
 
 def taken_over(record: MappingRecord, mapping: LocalMapping) -> bool:
-    """Whether the record covers the mapping's prefix with locators that are not ours."""
+    """Whether the record is the mapping's prefix with locators that are not ours.
+
+    Only the same prefix: the map-server's displacement notice carries the
+    new registration of exactly the prefix the old registrant held. A wider
+    record from another xTR (a publication for a covering prefix) takes
+    nothing: with more-specifics registered, the longest match still wins
+    (a dynamic EID inside another router's segment prefix)."""
     theirs = {loc.locator for loc in record.locators}
     ours: set[Address] = {rloc.address for rloc in mapping.locators}
     if not theirs or theirs == ours:
@@ -105,8 +111,7 @@ def taken_over(record: MappingRecord, mapping: LocalMapping) -> bool:
     found = _network(record.eid_prefix, record.mask_len)
     if found is None or found[0] != mapping.instance_id:
         return False
-    network, prefix = found[1], mapping.eid_prefix
-    return network.version == prefix.version and prefix.subnet_of(network)  # type: ignore[arg-type]
+    return found[1] == mapping.eid_prefix
 
 
 def _lookup(mappings: Iterable[LocalMapping], record: EidRecord) -> LocalMapping | None:

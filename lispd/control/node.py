@@ -169,10 +169,10 @@ class ControlNode:
             return Route.REGISTRAR
         if not isinstance(message, MapNotify):
             return Route.REGISTRAR
-        # Ours when a record covers one of our prefixes: the answer to our
+        # Ours when a record is one of our prefixes: the answer to our
         # Map-Register, or another xTR taking that prefix over. A record
-        # inside one of our prefixes is a publication for a more specific
-        # EID someone else serves: the resolver's.
+        # inside or around one of our prefixes is a publication for an EID
+        # prefix someone else serves (more or less specific): the resolver's.
         local = list(self._local_prefixes())
         for record in message.records:
             address = record.eid_prefix
@@ -181,13 +181,7 @@ class ControlNode:
                 instance_id, address = address.instance_id, address.address
             if not isinstance(address, IPv4Address | IPv6Address):
                 continue
-            if any(
-                record.mask_len <= prefix.length
-                and EidPrefix.of(instance_id, address, record.mask_len).covers(
-                    prefix.instance_id, prefix.address
-                )
-                for prefix in local
-            ):
+            if EidPrefix.of(instance_id, address, record.mask_len) in local:
                 return Route.REGISTRAR
         return Route.RESOLVER if self.resolver is not None else Route.REGISTRAR
 

@@ -477,9 +477,9 @@ def test_displacement_via_one_server_stops_registering_with_all() -> None:
     assert all(_register(d).records[0].mask_len == 16 for d in out)
 
 
-def test_wider_record_displaces_an_instance_mapping() -> None:
+def test_the_same_prefix_displaces_an_instance_mapping() -> None:
     r = _settled()
-    r.receive(_unsolicited(_theirs("10.0.0.0", 8, iid=7)), MS1.address, 4342, 5.0)
+    r.receive(_unsolicited(_theirs("10.1.0.0", 16, iid=7)), MS1.address, 4342, 5.0)
     (event,) = r.take_events()
     assert (event.instance_id, event.eid_prefix) == (7, EID_IID.eid_prefix)
 
@@ -489,6 +489,8 @@ def test_wider_record_displaces_an_instance_mapping() -> None:
     [
         (_theirs(rloc=RLOC),),  # our own locators: no one took anything
         (_theirs("192.0.2.128", 25),),  # a more specific: the rest is still ours
+        (_theirs("192.0.0.0", 16),),  # a wider one: ours is the longer match still
+        (_theirs("10.0.0.0", 8, iid=7),),
         (_theirs("198.51.100.0", 24),),  # not ours at all
         (_theirs(iid=9),),  # same prefix, another instance
         (replace(_theirs(), locators=()),),  # nobody holds it
