@@ -12,7 +12,9 @@ node then routes the host's address to the segment and registers it.
 
 It answers such a host's requests for any address off the segment (its old
 gateway above all) with the segment's own MAC: every packet it sends off
-the segment goes through this node, which routes it like any other.
+the segment goes through this node, which routes it like any other. The
+same for the hosts that stayed on a moved host's home segment, asking for
+it as if it were still there (`away`).
 
 A host that has said nothing for `dynamic_eid_timeout` seconds is probed
 (unicast ARP request / Neighbor Solicitation, PROBES times a second apart);
@@ -122,6 +124,9 @@ class DynamicEids:
 
     segment: GatewaySegment
     hosts: dict[IPAddress, _Host] = field(default_factory=dict)
+    # Hosts of the segment's own prefixes that are elsewhere (a dynamic EID on
+    # another segment here, or moved away): asked for, this node answers.
+    away: set[IPAddress] = field(default_factory=set)
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("frames", "malformed", "arrived", "left_silent", "left_moved", "answered",
          "probes", "full"), 0))
@@ -136,13 +141,11 @@ class DynamicEids:
             return []
         if read is None or read.source == self.segment.mac:
             return []
+        events: list[Event] = []
         heard = _heard(read)
-        if heard is None or not self._dynamic(heard[0]):
-            return []
-        events = self._heard(heard[0], heard[1], now)
-        if heard[0] in self.hosts:
-            events += self._answer(read)
-        return events
+        if heard is not None and self._dynamic(heard[0]):
+            events += self._heard(heard[0], heard[1], now)
+        return events + self._answer(read, dynamic=heard is not None and heard[0] in self.hosts)
 
     def timer(self, now: float) -> list[Event]:
         """Probe the hosts that went quiet; drop the ones probed in vain."""
@@ -196,21 +199,29 @@ class DynamicEids:
         self.counters["arrived"] += 1
         return [HostArrived(self.segment.vni, self.segment.instance_id, address, mac)]
 
-    def _answer(self, read: NeighborFrame) -> list[Event]:
-        """Answer for addresses off the segment: this node is the way there."""
+    def _answer(self, read: NeighborFrame, *, dynamic: bool) -> list[Event]:
+        """Answer a dynamic host for addresses off the segment, and anyone for
+        hosts of the segment's prefixes that are `away`: this node is the way
+        there."""
         message, segment = read.message, self.segment
+        target: IPAddress
         if isinstance(message, Arp):
-            if message.operation != ARP_REQUEST or not self._off_segment(message.target_ip) \
-                    or message.target_ip == message.sender_ip:  # gratuitous: no question
-                return []
-            frame = arp_reply(request=read, mac=segment.mac)
+            target = message.target_ip
+            if message.operation != ARP_REQUEST or target == message.sender_ip:
+                return []  # gratuitous: no question
         elif isinstance(message, NeighborSolicitation):
-            source = self._own(6)
-            if not isinstance(source, IPv6Address) or not self._off_segment(message.target):
-                return []
-            frame = neighbor_advertisement(solicitation=read, source=source, mac=segment.mac)
+            target = message.target
         else:
             return []
+        if not (target in self.away or (dynamic and self._off_segment(target))):
+            return []
+        if isinstance(message, Arp):
+            frame = arp_reply(request=read, mac=segment.mac)
+        else:
+            source = self._own(6)
+            if not isinstance(source, IPv6Address):
+                return []
+            frame = neighbor_advertisement(solicitation=read, source=source, mac=segment.mac)
         self.counters["answered"] += 1
         return [Transmit(segment.vni, frame)]
 

@@ -10,7 +10,8 @@ the same socket: out of the TAP, into the fast path, over VXLAN.
 A host that arrived gets its host route on the TAP (in its instance's
 table) and a neighbor entry (the segment may not flood to its VTEP, so the
 host's MAC must not have to be asked for), and becomes a local EID of the
-control plane; one that left loses all three.
+control plane; one that left loses all three, and one registered elsewhere
+gets its host route into the TUN instead.
 """
 
 from __future__ import annotations
@@ -28,7 +29,15 @@ import structlog
 
 from lispd.config.model import Config
 from lispd.control.plane import ControlPlane
-from lispd.gateway import DynamicEids, Event, GatewaySegment, HostArrived, HostLeft, Transmit
+from lispd.gateway import (
+    DynamicEids,
+    Event,
+    GatewaySegment,
+    HostArrived,
+    HostLeft,
+    IPAddress,
+    Transmit,
+)
 from lispd.mapcache import EidPrefix
 from lispd.netlink import Netlink, RouteRecord
 
@@ -83,6 +92,7 @@ def packet_socket(device: str) -> socket.socket:
 @dataclass
 class _Segment:
     device: str
+    tun: str  # the instance's
     table: int | None  # the instance's routing table (None: main)
     machine: DynamicEids
     sock: socket.socket
@@ -110,11 +120,16 @@ class Gateways:
                     vni=vxlan.vni, instance_id=vxlan.instance_id, mac=macs[vxlan.device],
                     addresses=tuple(a.ip for a in vxlan.address), prefixes=vxlan.prefixes,
                     ranges=vxlan.dynamic_eid, timeout=vxlan.dynamic_eid_timeout)
-                self._add(segment, vxlan.device, tables.get(vxlan.instance_id))
+                tun = config.xtr.tun_for(vxlan.instance_id) if config.xtr else None
+                assert tun is not None  # config checked it
+                self._add(segment, vxlan.device, tun, tables.get(vxlan.instance_id))
 
-    def _add(self, segment: GatewaySegment, device: str, table: int | None) -> None:
+    def _add(self, segment: GatewaySegment, device: str, tun: str, table: int | None) -> None:
         sock = packet_socket(device)
-        self._segments[segment.vni] = _Segment(device, table, DynamicEids(segment), sock)
+        self._segments[segment.vni] = _Segment(device, tun, table, DynamicEids(segment), sock)
+        # A moved host talking to one native to the segment goes through this
+        # node, by design: no redirect is to tell it otherwise.
+        self._netlink(lambda netlink: netlink.no_redirects(device))
         self._loop.add_reader(sock.fileno(), self._readable, segment.vni)
 
     def close(self) -> None:
@@ -196,22 +211,50 @@ class Gateways:
         host = ip_network(event.address)
         log.info("dynamic_host_seen", vni=event.vni, eid=str(event.address),
                  mac=event.mac.hex(":"))
-        route = RouteRecord(host, segment.device, segment.table)
+        here = RouteRecord(host, segment.device, segment.table)
+        away = RouteRecord(host, segment.tun, segment.table)
 
         def install(netlink: Netlink) -> None:
-            netlink.add(route)
+            netlink.withdraw(away)  # it had moved away from here, and is back
+            netlink.add(here)
             netlink.set_neighbor(segment.device, event.address, event.mac)
 
         self._netlink(install)
         self._plane.add_dynamic(event.instance_id, host)
+        self._mark_away(event.address, event.instance_id, except_vni=event.vni)
 
     def _left(self, segment: _Segment, event: HostLeft) -> None:
         host = ip_network(event.address)
         log.info("dynamic_host_left", vni=event.vni, eid=str(event.address), why=event.why)
         self._plane.remove_dynamic(event.instance_id, host)
-        route = RouteRecord(host, segment.device, segment.table)
+        here = RouteRecord(host, segment.device, segment.table)
+        # Registered elsewhere: this node's own hosts reach it through the
+        # overlay, not through a local prefix that may cover it (its home
+        # segment's, say). Gone silent: wherever the routes say.
+        away = RouteRecord(host, segment.tun, segment.table) if event.why == "moved" else None
 
         def remove(netlink: Netlink) -> None:
-            netlink.withdraw(route)
+            netlink.withdraw(here)
+            netlink.forget_neighbor(segment.device, event.address)
+            if away is not None:
+                netlink.add(away)
 
         self._netlink(remove)
+        if event.why == "moved":
+            self._mark_away(event.address, event.instance_id)
+        else:
+            for other in self._segments.values():
+                other.machine.away.discard(event.address)
+
+    def _mark_away(self, address: IPAddress, instance_id: int, *,
+                   except_vni: int | None = None) -> None:
+        """The segments whose prefixes hold the address (its home segment)
+        answer for it: it is not on them, this node is the way there."""
+        for vni, other in self._segments.items():
+            machine = other.machine
+            if machine.segment.instance_id != instance_id:
+                continue
+            if vni != except_vni and any(address in p for p in machine.segment.prefixes):
+                machine.away.add(address)
+            else:
+                machine.away.discard(address)

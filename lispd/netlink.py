@@ -201,6 +201,18 @@ class Netlink:
                    dst=str(address), lladdr=mac.hex(":"), ifindex=index, state=NUD_STALE,
                    family=_family(address.version))
 
+    def forget_neighbor(self, name: str, address: IPv4Address | IPv6Address) -> None:
+        """No neighbor entry for `address` on the device (none there is fine):
+        else the kernel would go on probing a host that has gone."""
+        index = self.link_index(name)
+        try:
+            self._ipr.neigh("del", dst=str(address), ifindex=index,
+                            family=_family(address.version))
+        except _PyrouteError as error:
+            if error.code not in _GONE:
+                raise NetlinkError(f"forget neighbor {address} on {name}: {_reason(error)}",
+                                   error.code) from error
+
     def set_link(
         self, name: str, *, up: bool = True, mtu: int | None = None, txqlen: int | None = None,
         gso_max_size: int | None = None,
@@ -366,13 +378,14 @@ class Netlink:
         self._sysctl(f"set accept_local on {name}", {f"net/ipv4/conf/{name}/accept_local": 1})
 
     def no_redirects(self, name: str) -> None:
-        """Send no ICMP redirects out of `name`, a TUN. A proxy xTR routes
-        back into its TUN what it decapsulated from it (a served ITR's packet
-        to an EID, sent to the proxy-ETR while unresolved); the kernel, seeing
-        a packet leave where it came in, answered the EID host with a redirect
-        from an underlay address. It sends one where `all` or the device says
-        so: both go to 0; other devices keep their own setting (1 by default).
-        Goes with the device; `all` is the host's, like forwarding."""
+        """Send no ICMP redirects out of `name`: a packet that leaves where it
+        came in is routed so on purpose there. (A proxy xTR routes back into
+        its TUN what it decapsulated from it: a served ITR's packet to an EID,
+        sent to the proxy-ETR while unresolved; a gateway routes a moved host's
+        packets to hosts native to its segment.) The kernel sends one where
+        `all` or the device says so: both go to 0; other devices keep their own
+        setting (1 by default). Goes with the device; `all` is the host's,
+        like forwarding."""
         self._sysctl(f"set send_redirects off on {name}",
                      {"net/ipv4/conf/all/send_redirects": 0,
                       f"net/ipv4/conf/{name}/send_redirects": 0})
