@@ -1,0 +1,119 @@
+"""The paper's move (lispd.paper): a VM keeps its addresses when it moves
+from a segment of one cloud to a segment of the other, while streams from
+the on-premise host and from the internet host (through the PxTR) run to it.
+
+The mobile VM is a dynamic EID at cloud 1's router from the start: native
+to VNI 12's prefix, it sits on VNI 11, and r1 registered its host routes.
+It moves to VNI 21 at r2: r2 hears it announce itself and registers it, the
+map-server tells r1, which withdraws its dynamic EID, sends what still comes
+on to r2 and tells the ITRs (SMR). Asserted: each stream resumes at the new
+place and, once the mapping system and the ITRs have converged, nothing
+more goes to cloud 1. Once with lispd, once with OpenOverlayRouter as the
+on-premise router. How long it took is not a test's to say.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from lispd.lab import lab
+from lispd.paper import MOB, R1, R2, Options, Paper, vtep
+from lispd.pcap import Capture
+from lispd.stream import Arrivals
+from tests.needs import require_netns, require_program
+from tests.traffic import ping, wait_for
+
+pytestmark = pytest.mark.netns
+
+RATE = 500  # per stream: four of them
+COUNT = 3000  # six seconds
+MOVE_AT = 1.5
+TAIL = 500  # the last second of each stream must all arrive
+STREAMS = [("onhost", 4, 9000), ("inet", 4, 9001), ("onhost", 6, 9002), ("inet", 6, 9003)]
+HOSTS = {4: f"[0]{MOB.address4}/32", 6: f"[0]{MOB.address6}/128"}
+
+
+@pytest.fixture(params=["lispd", "oor"])
+def paper(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Paper]:
+    require_netns()
+    require_program("tcpdump", "tcpdump")
+    if request.param == "oor":
+        require_program("oor", "openoverlayrouter")
+    with lab() as topology:
+        scenario = Paper(topology, tmp_path_factory.mktemp(f"move-{request.param}"),
+                         Options(onprem=request.param))
+        scenario.start()
+        assert wait_for(lambda: scenario.registered() and at(scenario, R1), 15), (
+            scenario.registrations())
+        # Both clients have talked to the VM before: their caches hold cloud 1.
+        # So has a VM of its home segment, for which r1 answers (it is on VNI 11).
+        for client in ("onhost", "inet", "vm12"):
+            for version in (4, 6):
+                ping(topology, scenario.endpoint(client)[0], scenario.address("mob", version))
+        yield scenario
+        codes = scenario.stop()
+        assert all(code == 0 for code in codes.values()), codes
+
+
+def at(paper: Paper, rloc: str) -> bool:
+    """Whether the map-server holds both of the VM's host EIDs from rloc."""
+    held = paper.registrations()
+    return all(held.get(prefix) == rloc for prefix in HOSTS.values())
+
+
+def receive(paper: Paper, version: int, port: int, seconds: float) -> subprocess.Popen[bytes]:
+    process = paper.lab.popen(
+        paper.endpoint("mob")[0], sys.executable, "-m", "lispd.stream", "receive",
+        paper.address("mob", version), str(port), str(seconds), stdout=subprocess.PIPE)
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == b"ready"
+    return process
+
+
+def send(paper: Paper, client: str, version: int, port: int) -> subprocess.Popen[bytes]:
+    return paper.lab.popen(
+        paper.endpoint(client)[0], sys.executable, "-m", "lispd.stream", "send",
+        paper.address("mob", version), str(port), str(RATE), str(COUNT), stdout=subprocess.PIPE)
+
+
+def test_a_vm_moved_to_another_cloud_keeps_its_addresses(paper: Paper) -> None:
+    seconds = COUNT / RATE
+    receivers = [receive(paper, version, port, seconds + 4) for _, version, port in STREAMS]
+    senders = [send(paper, client, version, port) for client, version, port in STREAMS]
+    time.sleep(MOVE_AT)
+    paper.move_mob()
+    # Converged: the mapping system has the VM at cloud 2 and cloud 1 let go.
+    r1 = paper.daemons["r1"]
+    assert wait_for(lambda: at(paper, R2), 5), paper.registrations()
+    assert wait_for(lambda: r1.stats().get("gateway_dynamic_eids") == 0, 5), r1.stats()
+    # From now on nothing may reach cloud 1 for the VM: its router's RLOC
+    # gets no LISP data (nothing else sends it any here), nor its old VTEP
+    # any VXLAN.
+    time.sleep(0.5)  # the ITRs act on the SMR / publication they were just sent
+    capture = Capture(paper.lab, paper.ns("core"), "any",
+                      f"(udp dst port 4341 and dst host {R1}) or "
+                      f"(udp dst port 4789 and dst host {vtep(MOB.nets[0])})")
+    for sender in senders:
+        sender.communicate(timeout=seconds + 10)
+    late = capture.packets()
+    arrivals = [Arrivals.parse(r.communicate(timeout=15)[0].decode().splitlines()[-1])
+                for r in receivers]
+    for (client, version, _), got in zip(STREAMS, arrivals, strict=True):
+        tail = {seq for seq in got.sequence_numbers if seq >= COUNT - TAIL}
+        assert len(tail) >= TAIL * 0.99, (client, version, got.lost(COUNT))
+    assert late == [], f"{len(late)} packets still went to cloud 1"
+    # Cloud 1 withdrew its dynamic EIDs; cloud 2 holds them.
+    assert r1.stats()["gateway_left_moved"] == 2
+    r2 = paper.daemons["r2"].stats()
+    assert r2["gateway_arrived"] >= 2 and r2["gateway_dynamic_eids"] == 2
+    assert r1.stats()["registrar_displaced"] >= 2
+    # And the VM reaches, and is reached from, its old neighbours in cloud 1.
+    for version in (4, 6):
+        ping(paper.lab, paper.endpoint("vm11")[0], paper.address("mob", version))
+        ping(paper.lab, paper.endpoint("mob")[0], paper.address("vm12", version))
