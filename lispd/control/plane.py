@@ -27,6 +27,7 @@ import logging
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import structlog
@@ -298,7 +299,19 @@ class ControlPlane:
         wanted = tuple(prefixes)
         if itrs and wanted:
             log.info("smr_sent", eids=[str(p) for p in wanted], itrs=[str(a) for a in itrs])
-        self.service.deliver(self._xtr(solicitor.solicit(wanted, itrs, now)))
+        self.service.deliver(self._xtr(solicitor.solicit(wanted, itrs, now, self._behind(itrs))))
+
+    def _behind(self, itrs: Iterable[IPAddress]) -> dict[tuple[IPAddress, int], EidPrefix]:
+        """An EID prefix of the map-cache behind each ITR, by IP version, where
+        there is one (what an SMR in OpenOverlayRouter's form names)."""
+        wanted, found = set(itrs), dict[tuple[IPAddress, int], EidPrefix]()
+        for entry in self.mapcache:
+            address = entry.prefix.address
+            if isinstance(address, IPv4Address | IPv6Address):
+                for locator in entry.locators:
+                    if locator.address in wanted:
+                        found.setdefault((locator.address, address.version), entry.prefix)
+        return found
 
     # -- into the data plane ---------------------------------------------------------
 

@@ -70,6 +70,7 @@ from lispd.control.pending import (
 from lispd.control.registrar import MapServerPeer
 from lispd.mapcache import Change, EidPrefix, MapCache, MapCacheFull, MapEntry, wire_eid
 from lispd.wire import DecodeError, EncodeError, auth
+from lispd.wire.address import InstanceIdAddress
 from lispd.wire.control import LISP_CONTROL_PORT, MAX_ITR_RLOCS, decode, encapsulate, encode
 from lispd.wire.messages import MapNotify, MapNotifyAck, MapReply, MapRequest
 from lispd.wire.records import EidRecord
@@ -392,10 +393,21 @@ class Resolver:
         return Output(datagrams, tuple(changes), released)
 
     def _solicit_map_request(self, smr: MapRequest, now: float) -> Output:
-        """RFC 9301 section 6.1.2: ask the mapping system again; believe nothing in the SMR."""
+        """RFC 9301 section 6.1.2: ask the mapping system again; believe nothing in the SMR.
+
+        Which EID changed, implementations say in either field: lispd names
+        it in the record (and as source EID); OpenOverlayRouter as the source
+        EID, its record being one of the ITR's own EIDs the traffic came from
+        (covered by no entry here: ignored)."""
         self._count("smr_received")
-        for record in smr.records:
-            prefix = eid_prefix_of(record.eid_prefix, record.mask_len)
+        named = [eid_prefix_of(r.eid_prefix, r.mask_len) for r in smr.records]
+        source = smr.source_eid
+        if isinstance(source, InstanceIdAddress):
+            named.append(eid_prefix_of(source, source.address.max_prefixlen)
+                         if isinstance(source.address, IPv4Address | IPv6Address) else None)
+        elif isinstance(source, IPv4Address | IPv6Address):
+            named.append(eid_prefix_of(source, source.max_prefixlen))
+        for prefix in dict.fromkeys(named):  # lispd's source EID repeats its record
             entry = None
             if prefix is not None and isinstance(prefix.address, IPv4Address | IPv6Address):
                 entry = covering_entry(self._mapcache, prefix.instance_id, prefix.address, now)

@@ -2,8 +2,11 @@
 
 When the mapping of a local EID prefix changes (its RLOCs moved, or another
 xTR took it over), the ITRs that were sending to us still hold the old
-mapping. We tell them with an SMR: a Map-Request with the S bit, our EID as
-the source EID and the changed prefix as the record. An ITR does not trust
+mapping. We tell them with an SMR: a Map-Request with the S bit and the
+changed prefix as the source EID. The record names the changed prefix too,
+unless this node caches a prefix that the ITR serves: then that one, the
+form OpenOverlayRouter's ITR insists on (it acts only on an SMR whose record
+is one of its own EIDs; lispd's resolver takes either). An ITR does not trust
 the SMR itself: it asks the mapping system again (an SMR-invoked
 Map-Request), so a forged SMR can cost a lookup but never redirect traffic.
 
@@ -15,7 +18,7 @@ once is bounded, so a node with many peers cannot flood the underlay.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
@@ -36,6 +39,7 @@ MAX_PENDING = 4096
 class _Pending:
     itr: IPAddress
     prefix: EidPrefix
+    theirs: EidPrefix | None
     left: int
     due: float
 
@@ -61,20 +65,30 @@ class Solicitor:
         self._itr_rlocs = tuple(rlocs)
 
     def solicit(
-        self, prefixes: Iterable[EidPrefix], itrs: Iterable[IPAddress], now: float
+        self,
+        prefixes: Iterable[EidPrefix],
+        itrs: Iterable[IPAddress],
+        now: float,
+        theirs: Mapping[tuple[IPAddress, int], EidPrefix] | None = None,
     ) -> list[Datagram]:
-        """SMR every ITR about every prefix, now and `resends` times more."""
+        """SMR every ITR about every prefix, now and `resends` times more;
+        `theirs`: an EID prefix behind each ITR by IP version, where this node
+        knows one (the ITR answers from an EID of the changed one's family)."""
         out: list[Datagram] = []
         wanted = list(prefixes)
         for itr in itrs:
             for prefix in wanted:
-                datagram = self._smr(itr, prefix)
+                version = prefix.address.version if isinstance(
+                    prefix.address, IPv4Address | IPv6Address) else 0
+                their = (theirs or {}).get((itr, version))
+                datagram = self._smr(itr, prefix, their)
                 if datagram is None:
                     continue
                 out.append(datagram)
                 key = (itr, prefix)
                 if self.resends and (key in self._pending or len(self._pending) < MAX_PENDING):
-                    self._pending[key] = _Pending(itr, prefix, self.resends, now + self.interval)
+                    self._pending[key] = _Pending(itr, prefix, their, self.resends,
+                                                  now + self.interval)
         return out
 
     def cancel(self, prefix: EidPrefix) -> None:
@@ -87,7 +101,7 @@ class Solicitor:
         for key, pending in list(self._pending.items()):
             if pending.due > now:
                 continue
-            datagram = self._smr(pending.itr, pending.prefix)
+            datagram = self._smr(pending.itr, pending.prefix, pending.theirs)
             if datagram is not None:
                 out.append(datagram)
             pending.left -= 1
@@ -99,7 +113,8 @@ class Solicitor:
     def next_timer(self) -> float | None:
         return min((p.due for p in self._pending.values()), default=None)
 
-    def _smr(self, itr: IPAddress, prefix: EidPrefix) -> Datagram | None:
+    def _smr(self, itr: IPAddress, prefix: EidPrefix,
+             theirs: EidPrefix | None) -> Datagram | None:
         if not isinstance(prefix.address, IPv4Address | IPv6Address):
             self._count("smr_not_ip")
             return None
@@ -108,10 +123,11 @@ class Solicitor:
             self._count("smr_no_rloc")
             return None
         eid = wire_eid(prefix)
+        named = theirs if theirs is not None else prefix
         request = MapRequest(
             self._nonces(),
             self._itr_rlocs,
-            (EidRecord(eid, prefix.length),),
+            (EidRecord(wire_eid(named), named.length),),
             source_eid=eid,
             smr=True,
         )

@@ -449,6 +449,25 @@ def test_smr_sends_an_smr_invoked_request_via_the_map_resolver() -> None:
     assert _only(r.timer(2.0)).smr_invoked
 
 
+def test_an_smr_naming_the_changed_eid_as_its_source_is_understood() -> None:
+    """OpenOverlayRouter's form: the record is the ITR's own EID prefix the
+    traffic came from, the source EID the one that changed."""
+    r, cache = _resolver()
+    entry = MapEntry(EidPrefix.parse("192.0.2.0/24"), (Locator(ETR),), 600.0)
+    cache.insert(entry, 0.0)
+    smr = MapRequest(77, (ETR,), (EidRecord(IPv4Address("198.51.100.0"), 24),), source_eid=EID,
+                     smr=True)
+    request = _request(_only_datagram(r.receive(encode(smr), ETR, 4342, 1.0)))[1]
+    assert request.smr_invoked
+    assert [(x.eid_prefix, x.mask_len) for x in request.records] == [(entry.prefix.address, 24)]
+    assert r.counters["smr_invoked"] == 1 and r.counters["smr_ignored"] == 1
+
+
+def _only_datagram(out: Output) -> Datagram:
+    (datagram,) = out.datagrams
+    return datagram
+
+
 # -- publish/subscribe (RFC 9437) ---------------------------------------------
 
 

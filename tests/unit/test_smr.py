@@ -46,6 +46,22 @@ def test_an_smr_names_the_prefix_and_our_rlocs() -> None:
     assert request.source_eid == IPv4Address("192.0.2.100")
 
 
+def test_an_smr_to_an_itr_whose_eids_we_know_names_one_of_them() -> None:
+    """OpenOverlayRouter's form: the record one of the ITR's EID prefixes of
+    the same family, the changed one as source EID; resends alike."""
+    theirs = EidPrefix.parse("198.51.100.0/24")
+    other = IPv4Address("198.18.4.4")
+    s = solicitor()
+    sent = s.solicit([PREFIX], [ITR, other], now=0.0,
+                     theirs={(ITR, 4): theirs, (other, 6): EidPrefix.parse("2001:db8::/48")})
+    for datagrams in (sent, s.timer(1.0)):
+        to_itr, to_other = (decode(d.payload) for d in datagrams)
+        assert isinstance(to_itr, MapRequest) and isinstance(to_other, MapRequest)
+        assert to_itr.records == (EidRecord(IPv4Address("198.51.100.0"), 24),)
+        assert to_itr.source_eid == IPv4Address("192.0.2.100")
+        assert to_other.records == (EidRecord(IPv4Address("192.0.2.100"), 32),)
+
+
 def test_instance_ids_are_carried() -> None:
     prefix = EidPrefix.parse("2001:db8::/48", instance_id=7)
     (datagram,) = solicitor().solicit([prefix], [ITR], now=0.0)
