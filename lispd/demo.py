@@ -11,6 +11,7 @@ after), shows an L2 segment stretched across the clouds, and cleans up, on
 Ctrl-C and SIGTERM too.
 
     lispd demo                  run it (as root), about 10 s
+    lispd demo --scenario paper the paper's router topology and a VM's move
     lispd demo --keep           leave the topology up, with how to look at it
     lispd demo --clean PREFIX   remove what --keep left up
 
@@ -109,8 +110,8 @@ def indent(text: str, by: str = "    ") -> str:
     return "\n".join(by + line if line else line for line in text.splitlines())
 
 
-def step(number: int, title: str) -> None:
-    say(f"\n[{number}/{STEPS}] {title}")
+def step(number: int, title: str, *, total: int = STEPS) -> None:
+    say(f"\n[{number}/{total}] {title}")
 
 
 def workdir_of(prefix: str) -> Path:
@@ -438,7 +439,7 @@ def missing() -> str | None:
     return None
 
 
-def demo(keep: bool) -> int:
+def demo(keep: bool, which: str = "clouds") -> int:
     began = time.monotonic()
     topology = Lab()
     workdir = workdir_of(topology.prefix)
@@ -450,7 +451,12 @@ def demo(keep: bool) -> int:
             say(f"lispd demo: each node is a network namespace named {topology.prefix}-NODE, "
                 + ("left up at the end (--keep)." if keep else
                    "deleted at the end (even on Ctrl-C)."))
-            result = scenario(topology, workdir, keep)
+            if which == "paper":
+                # Imported here: it builds on this module's narration.
+                from lispd import paper_demo  # noqa: PLC0415
+                result = paper_demo.scenario(topology, workdir, keep)
+            else:
+                result = scenario(topology, workdir, keep)
         status = 0
     except KeyboardInterrupt as stop:
         signum = stop.args[0] if stop.args else signal.SIGINT
@@ -494,6 +500,11 @@ def main(args: list[str]) -> int:
         epilog="The last line of a run is RESULT {json}: the measured figures, for machines.")
     parser.add_argument("--keep", action="store_true",
                         help="leave the topology up, and say how to look at it and remove it")
+    parser.add_argument("--scenario", choices=("clouds", "paper"), default="clouds",
+                        help="clouds (the default): a service moves between two clouds; "
+                        "paper: the paper's topology, a router per cloud with VMs on VXLAN "
+                        "segments, a proxy xTR, and a VM moved from a segment of one cloud to "
+                        "one of the other")
     parser.add_argument("--clean", metavar="PREFIX",
                         help="remove what `lispd demo --keep` left up (its namespaces PREFIX-*)")
     options = parser.parse_args(args)
@@ -503,4 +514,4 @@ def main(args: list[str]) -> int:
     if problem is not None:
         print(f"lispd demo: {problem}", file=sys.stderr)
         return 2
-    return demo(options.keep)
+    return demo(options.keep, options.scenario)

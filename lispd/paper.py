@@ -60,6 +60,8 @@ lab's namespaces and goes with them.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_interface
@@ -392,6 +394,30 @@ class Paper:
         """Stop every lispd, last started first; their exit codes. (OOR goes
         with its namespace.)"""
         return {name: daemon.stop() for name, daemon in reversed(self.daemons.items())}
+
+    # -- numbered streams to the mobile VM (lispd.stream) -------------------------------
+    # Each end in a session of its own: a Ctrl-C at the terminal is for whoever
+    # runs the scenario (lispd demo), which stops them with their namespace.
+
+    def receiver(self, version: int, port: int, seconds: float) -> subprocess.Popen[bytes]:
+        """The mobile VM's end of a stream to its IPv4 or IPv6 EID, for at
+        most `seconds`; returns once it listens."""
+        process = self.lab.popen(
+            self.namespaces[MOB.name], sys.executable, "-m", "lispd.stream", "receive",
+            MOB.address4 if version == 4 else MOB.address6, str(port), str(seconds),
+            stdout=subprocess.PIPE, start_new_session=True)
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != b"ready":
+            raise RuntimeError("stream receiver did not start")
+        return process
+
+    def sender(self, client: str, version: int, port: int, rate: int,
+               count: int) -> subprocess.Popen[bytes]:
+        """`count` datagrams at `rate` a second from `client` to the mobile VM."""
+        return self.lab.popen(
+            self.endpoint(client)[0], sys.executable, "-m", "lispd.stream", "send",
+            MOB.address4 if version == 4 else MOB.address6, str(port), str(rate), str(count),
+            stdout=subprocess.PIPE, start_new_session=True)
 
     # -- looking -----------------------------------------------------------------------
 

@@ -160,3 +160,22 @@ def test_clean_refuses_what_is_not_a_demo_prefix() -> None:
                           timeout=30, check=False)
     assert done.returncode == 2
     assert "not a demo's prefix" in done.stderr
+
+
+def test_the_paper_scenario_reaches_everything_and_moves_the_vm() -> None:
+    output, prefix = demo("--scenario", "paper")
+    figures = result(output)
+    for number in range(1, 6):
+        assert f"[{number}/5]" in output
+    assert set(figures["pings"].values()) == {3}, figures["pings"]
+    host4, host6 = "[0]192.0.2.70/32", "[0]2001:db8:12::70/128"
+    for prefix_ in (host4, host6):
+        assert figures["registrations_before"][prefix_] == "198.18.4.2"  # r1, cloud 1
+        assert figures["registrations_after"][prefix_] == "198.18.5.2"  # r2, cloud 2
+    assert figures["converged"] and figures["late_packets"] == 0, figures
+    # Measured, so only sane: some loss at most, never the whole stream.
+    for stream in figures["streams"].values():
+        assert 0 <= stream["lost"] < 2500 and 0 <= stream["outage_s"] < 5, figures["streams"]
+    assert set(figures["exit_codes"].values()) == {0}, figures
+    assert namespaces(prefix) == []
+    assert not workdir_of(prefix).exists()

@@ -14,8 +14,6 @@ on-premise router. How long it took is not a test's to say.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -67,25 +65,11 @@ def at(paper: Paper, rloc: str) -> bool:
     return all(held.get(prefix) == rloc for prefix in HOSTS.values())
 
 
-def receive(paper: Paper, version: int, port: int, seconds: float) -> subprocess.Popen[bytes]:
-    process = paper.lab.popen(
-        paper.endpoint("mob")[0], sys.executable, "-m", "lispd.stream", "receive",
-        paper.address("mob", version), str(port), str(seconds), stdout=subprocess.PIPE)
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == b"ready"
-    return process
-
-
-def send(paper: Paper, client: str, version: int, port: int) -> subprocess.Popen[bytes]:
-    return paper.lab.popen(
-        paper.endpoint(client)[0], sys.executable, "-m", "lispd.stream", "send",
-        paper.address("mob", version), str(port), str(RATE), str(COUNT), stdout=subprocess.PIPE)
-
-
 def test_a_vm_moved_to_another_cloud_keeps_its_addresses(paper: Paper) -> None:
     seconds = COUNT / RATE
-    receivers = [receive(paper, version, port, seconds + 4) for _, version, port in STREAMS]
-    senders = [send(paper, client, version, port) for client, version, port in STREAMS]
+    receivers = [paper.receiver(version, port, seconds + 4) for _, version, port in STREAMS]
+    senders = [paper.sender(client, version, port, RATE, COUNT)
+               for client, version, port in STREAMS]
     time.sleep(MOVE_AT)
     paper.move_mob()
     # Converged: the mapping system has the VM at cloud 2 and cloud 1 let go.
