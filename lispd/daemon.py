@@ -359,12 +359,16 @@ class Daemon:
         for name, value in self.mapcache.counters.items():
             counters[f"map_cache_{name}"] = value
         if self.gateways is not None:
-            counters.update(self.gateways.counters())
+            for name, value in self.gateways.counters().items():
+                counters[f"gateway_{name}"] = value
         return counters
 
     def gauges(self) -> dict[str, float]:
         """Every gauge, flat (metrics)."""
-        return report.gauges(self.control_plane, self.mapcache, self.fdb)
+        gauges = report.gauges(self.control_plane, self.mapcache, self.fdb)
+        if self.gateways is not None:
+            gauges["gateway_dynamic_eids"] = self.gateways.dynamic_eids()
+        return gauges
 
     def flush(self, prefix: EidPrefix | None) -> int:
         """Remove the learnt map-cache entries (those `prefix` covers); how many went."""

@@ -46,6 +46,7 @@ from lispd.wire.neighbor import (
 )
 
 __all__ = [
+    "COUNTERS",
     "HOST_LIMIT",
     "PROBES",
     "PROBE_INTERVAL",
@@ -62,6 +63,8 @@ IPNetwork = IPv4Network | IPv6Network
 
 PROBES = 3
 PROBE_INTERVAL = 1.0
+COUNTERS = ("frames", "malformed", "arrived", "left_silent", "left_moved", "answered", "probes",
+            "full")
 HOST_LIMIT = 4096
 """Dynamic hosts per segment: past it, newcomers are counted, not tracked."""
 
@@ -127,9 +130,7 @@ class DynamicEids:
     # Hosts of the segment's own prefixes that are elsewhere (a dynamic EID on
     # another segment here, or moved away): asked for, this node answers.
     away: set[IPAddress] = field(default_factory=set)
-    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("frames", "malformed", "arrived", "left_silent", "left_moved", "answered",
-         "probes", "full"), 0))
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
 
     def received(self, frame: bytes, now: float) -> list[Event]:
         """A frame that came in on the segment (not one this node sent)."""

@@ -30,6 +30,7 @@ import structlog
 from lispd.config.model import Config
 from lispd.control.plane import ControlPlane
 from lispd.gateway import (
+    COUNTERS,
     DynamicEids,
     Event,
     GatewaySegment,
@@ -141,13 +142,13 @@ class Gateways:
         self._segments.clear()
 
     def counters(self) -> dict[str, int]:
-        total: dict[str, int] = {}
-        for segment in self._segments.values():
-            for key, value in segment.machine.counters.items():
-                total[f"gateway_{key}"] = total.get(f"gateway_{key}", 0) + value
-        total["gateway_dynamic_eids"] = sum(len(s.machine.hosts)
-                                            for s in self._segments.values())
-        return total
+        """The machines' counters, summed over the segments."""
+        return {name: sum(s.machine.counters[name] for s in self._segments.values())
+                for name in COUNTERS}
+
+    def dynamic_eids(self) -> int:
+        """Hosts on the segments that are dynamic EIDs now."""
+        return sum(len(s.machine.hosts) for s in self._segments.values())
 
     # -- in --------------------------------------------------------------------------
 

@@ -421,6 +421,24 @@ _SMR = (
              ("reason",), _each("smr_smr_", {"not_ip": "not_ip", "no_rloc": "no_rloc"})),
 )
 
+_GATEWAY = (
+    _counter("lispd_gateway_frames_total",
+             "ARP and Neighbor Discovery frames the gateway segments' dynamic-EID machines "
+             "read, by what became of them: read, malformed (dropped).", ("result",),
+             _each("gateway_", {"frames": "read", "malformed": "malformed"})),
+    _counter("lispd_gateway_dynamic_eid_events_total",
+             "Dynamic EIDs of the gateway segments: arrived, left_silent (probed in vain), "
+             "left_moved (registered by another xTR), full (not tracked: the limit).",
+             ("event",), _each("gateway_", {e: e for e in ("arrived", "left_silent",
+                                                          "left_moved", "full")})),
+    _counter("lispd_gateway_answers_total",
+             "ARP replies and Neighbor Advertisements sent for addresses off a segment or away.",
+             key="gateway_answered"),
+    _counter("lispd_gateway_probes_total",
+             "Unicast ARP requests and Neighbor Solicitations to silent dynamic EIDs.",
+             key="gateway_probes"),
+)
+
 _DAEMON = (
     _counter("lispd_systemd_notifications_total",
              "Notifications to systemd (READY, STATUS, WATCHDOG...), by result.", ("result",),
@@ -450,11 +468,13 @@ _GAUGES = (
            key="resolver_queued_packets"),
     _gauge("lispd_prober_locators", "Locators the prober watches, by state.", ("state",),
            _each("prober_locators_", {"up": "up", "down": "down"})),
+    _gauge("lispd_gateway_dynamic_eids", "Hosts on the gateway segments that are dynamic EIDs.",
+           key="gateway_dynamic_eids"),
 )
 
 CATALOGUE: tuple[Family, ...] = (
     *_FASTPATH, *_MAP_CACHE, *_CONTROL, *_MAP_SERVER, *_REGISTRAR, *_RESOLVER, *_PROBER, *_SMR,
-    *_DAEMON, *_GAUGES,
+    *_GATEWAY, *_DAEMON, *_GAUGES,
 )
 
 UNCATALOGUED = {

@@ -115,7 +115,7 @@ def move(paper: Paper) -> dict[str, Any]:
     moved_at = time.monotonic()
     paper.move_mob()
     converged = wait_for(lambda: held_by(paper, R2)
-                         and paper.daemons["r1"].stats().get("gateway_dynamic_eids") == 0, 5)
+                         and paper.daemons["r1"].stats()["gateway_left_moved"] == 2, 5)
     registered_after = time.monotonic() - moved_at
     time.sleep(0.5)
     capture = Capture(paper.lab, paper.ns("core"), "any",

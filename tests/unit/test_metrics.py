@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import lispd.control
-from lispd import __version__, mapcache, metrics_catalogue
+from lispd import __version__, gateway, mapcache, metrics_catalogue
 from lispd.control.mapserver import MapServer
 from lispd.control.node import Route
 from lispd.control.registrar import Registrar
@@ -95,6 +95,7 @@ def test_the_catalogue_covers_the_fast_path() -> None:
 DAEMON_PARTS: dict[str, Callable[[], set[str]]] = {
     "map_cache_": lambda: set(mapcache.COUNTERS),
     "systemd_notify_": lambda: set(Notifier(None).counters),
+    "gateway_": lambda: set(gateway.COUNTERS),
 }
 
 
