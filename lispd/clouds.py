@@ -36,7 +36,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lispd.lab import Lab, Lispd
+from lispd.lab import Lab, Lispd, map_server_config
 from lispd.stream import Arrivals
 
 __all__ = ["KEY", "ROLES", "SEGMENT_DEVICE", "SEGMENT_HOSTS", "SEGMENT_VNI", "SERVICE4", "SERVICE6",
@@ -124,12 +124,8 @@ class Clouds:
         )
 
     def ms_config(self) -> str:
-        return (
-            f'[underlay]\nrlocs = ["{MS}"]\n\n[map-server]\nlisten = ["{MS}"]\n'
-            f"register-interval = {self.options.register_interval}\n\n"
-            f'[[map-server.site]]\nname = "tenant"\nkey = "{KEY}"\n'
-            f'eid-prefixes = ["192.0.2.0/24", "2001:db8::/48"]\naccept-more-specifics = true\n'
-        )
+        return map_server_config(MS, KEY, ("192.0.2.0/24", "2001:db8::/48"),
+                                 register_interval=self.options.register_interval)
 
     def onprem_config(self) -> str:
         return (

@@ -117,6 +117,23 @@ def lab() -> Iterator[Lab]:
         topology.close()
 
 
+def toml_strings(values: Sequence[str]) -> str:
+    """A TOML array of strings."""
+    return "[" + ", ".join(f'"{value}"' for value in values) + "]"
+
+
+def map_server_config(rloc: str, key: str, prefixes: Sequence[str] = ("192.0.2.0/24",), *,
+                      site: str = "tenant", register_interval: int | None = None) -> str:
+    """A lispd map-server (and map-resolver) at rloc with one site of the
+    prefixes, more-specifics accepted."""
+    interval = "" if register_interval is None else f"register-interval = {register_interval}\n"
+    return (
+        f'[underlay]\nrlocs = ["{rloc}"]\n\n[map-server]\nlisten = ["{rloc}"]\n{interval}\n'
+        f'[[map-server.site]]\nname = "{site}"\nkey = "{key}"\n'
+        f"eid-prefixes = {toml_strings(prefixes)}\naccept-more-specifics = true\n"
+    )
+
+
 def oor_mapping(kind: str, prefix: str, rloc: str) -> str:
     """An OpenOverlayRouter mapping block (kind: database-mapping,
     static-map-cache) of prefix at one RLOC, instance 0, priority 1, weight 100."""

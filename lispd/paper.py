@@ -62,13 +62,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_interface
 from pathlib import Path
 from typing import Any, Literal
 
-from lispd.lab import Lab, Lispd, oor_mapping
+from lispd.lab import Lab, Lispd, map_server_config, oor_mapping, toml_strings
 
 __all__ = ["EID_SPACE", "INET", "KEY", "MOB", "MS", "ONHOST", "ONPREM", "PXTR", "R1", "R2",
            "SEGMENTS", "VMS", "Options", "Paper", "Segment", "Vm"]
@@ -76,6 +75,8 @@ __all__ = ["EID_SPACE", "INET", "KEY", "MOB", "MS", "ONHOST", "ONPREM", "PXTR", 
 KEY = "tenant-s3cret"
 MS, ONPREM, PXTR, R1, R2 = "198.18.1.2", "198.18.2.2", "198.18.3.2", "198.18.4.2", "198.18.5.2"
 EID_SPACE = ("192.0.2.0/24", "198.51.100.0/24", "2001:db8::/40")
+# Where the routers' segments take dynamic EIDs from: the tenant's cloud space.
+DYNAMIC_EID = ("192.0.2.0/24", "2001:db8::/40")
 VXLAN_PORT = 4789
 # The underlay net (198.18.<net>.0/24) of each lispd node; it is .2 there.
 NODE_NETS = {"ms": 1, "onprem": 2, "pxtr": 3, "r1": 4, "r2": 5}
@@ -155,10 +156,6 @@ ROUTERS = {"r1": R1, "r2": R2}
 def vtep(net: int) -> str:
     """A VM's underlay address (its VTEP) on net."""
     return f"198.18.{net}.10"
-
-
-def _strings(values: Sequence[str]) -> str:
-    return "[" + ", ".join(f'"{value}"' for value in values) + "]"
 
 
 @dataclass(frozen=True)
@@ -292,19 +289,15 @@ class Paper:
         the proxy-ETR."""
         return (
             f'[underlay]\nrlocs = ["{rloc}"]\n\n'
-            f"[xtr]\neid-space = {_strings(EID_SPACE)}\n"
+            f"[xtr]\neid-space = {toml_strings(EID_SPACE)}\n"
             f'map-resolvers = ["{MS}"]\nproxy-etrs = ["{PXTR}"]\n'
             f"register-interval = {self.options.register_interval}\n\n"
             f'[[xtr.map-server]]\naddress = "{MS}"\nkey = "{KEY}"\n\n'
         )
 
     def ms_config(self) -> str:
-        return (
-            f'[underlay]\nrlocs = ["{MS}"]\n\n[map-server]\nlisten = ["{MS}"]\n'
-            f"register-interval = {self.options.register_interval}\n\n"
-            f'[[map-server.site]]\nname = "tenant"\nkey = "{KEY}"\n'
-            f"eid-prefixes = {_strings(EID_SPACE)}\naccept-more-specifics = true\n"
-        )
+        return map_server_config(MS, KEY, EID_SPACE,
+                                 register_interval=self.options.register_interval)
 
     def onprem_config(self) -> str:
         return self._xtr(ONPREM) + "".join(
@@ -344,9 +337,9 @@ class Paper:
                 vteps.append(vtep(MOB.nets[1]))
             text += (
                 f'[[vxlan]]\ndevice = "{segment.device}"\nvni = {segment.vni}\n'
-                f'local = "{rloc}"\nflood = {_strings(vteps)}\n'
-                f"address = {_strings([segment.address4, segment.address6])}\n"
-                f"instance-id = 0\ndynamic-eid = {_strings(['192.0.2.0/24', '2001:db8::/40'])}\n\n"
+                f'local = "{rloc}"\nflood = {toml_strings(vteps)}\n'
+                f"address = {toml_strings([segment.address4, segment.address6])}\n"
+                f"instance-id = 0\ndynamic-eid = {toml_strings(DYNAMIC_EID)}\n\n"
             )
         return text
 
@@ -354,7 +347,7 @@ class Paper:
         """The proxy xTR: an ITR and ETR of no EIDs of its own."""
         return (
             f'[underlay]\nrlocs = ["{PXTR}"]\n\n'
-            f"[xtr]\neid-space = {_strings(EID_SPACE)}\n"
+            f"[xtr]\neid-space = {toml_strings(EID_SPACE)}\n"
             f'map-resolvers = ["{MS}"]\n\n'
             '[proxy]\nserved-itrs = ["198.18.0.0/15"]\n'
         )

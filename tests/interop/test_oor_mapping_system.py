@@ -30,11 +30,10 @@ from typing import Any
 import pytest
 
 from lispd.ctl import RequestError
-from lispd.lab import Lab, Lispd, lab
+from lispd.lab import Lab, Lispd, lab, map_server_config
 from tests import traffic
 from tests.interop import oor
 from tests.needs import require_netns, require_program
-from tests.netns.sites import map_server_config
 
 pytestmark = [pytest.mark.interop, pytest.mark.netns]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from lispd.lab import Lab, Lispd
+from lispd.lab import Lab, Lispd, toml_strings
 
 Shape = Literal["own", "gateway"]
 EID_SPACE = ("192.0.2.0/24", "2001:db8::/48")
@@ -124,8 +124,8 @@ class Instance:
             f"instance-id = {self.instance_id}\n"
             f'tun = "{self.tun}"\n'
             f"table = {self.table}\n"
-            f"eid-space = {_strings(self.eid_space)}\n"
-            f"interfaces = {_strings(self.interfaces)}\n"
+            f"eid-space = {toml_strings(self.eid_space)}\n"
+            f"interfaces = {toml_strings(self.interfaces)}\n"
         )
 
 
@@ -143,7 +143,7 @@ class Segment:
     def toml(self) -> str:
         text = f'[[vxlan]]\ndevice = "{self.device}"\nvni = {self.vni}\nlocal = "{self.local}"\n'
         if self.flood:
-            text += f"flood = {_strings(self.flood)}\n"
+            text += f"flood = {toml_strings(self.flood)}\n"
         if self.learning is not None:
             text += f"learning = {str(self.learning).lower()}\n"
         if self.static:
@@ -152,23 +152,8 @@ class Segment:
         return text
 
 
-def _strings(values: Sequence[str]) -> str:
-    return "[" + ", ".join(f'"{value}"' for value in values) + "]"
-
-
 def underlay_section(rlocs: Sequence[str]) -> str:
-    return f"[underlay]\nrlocs = {_strings(rlocs)}\n\n"
-
-
-def map_server_config(rloc: str, key: str, prefixes: Sequence[str] = ("192.0.2.0/24",),
-                      site: str = "tenant") -> str:
-    """A lispd map-server (and map-resolver) at rloc with one site, more-specifics
-    accepted."""
-    return (
-        underlay_section([rloc]) + f'[map-server]\nlisten = ["{rloc}"]\n\n'
-        f'[[map-server.site]]\nname = "{site}"\nkey = "{key}"\n'
-        f"eid-prefixes = {_strings(prefixes)}\naccept-more-specifics = true\n"
-    )
+    return f"[underlay]\nrlocs = {toml_strings(rlocs)}\n\n"
 
 
 def xtr_config(
@@ -183,7 +168,8 @@ def xtr_config(
 ) -> str:
     """The config text (without [daemon]: the lab adds it) of an xTR with
     these RLOCs; extra: more of it (a Segment's, say)."""
-    text = underlay_section(rlocs) + f'[xtr]\ntun = "lisp0"\neid-space = {_strings(eid_space)}\n'
+    text = (underlay_section(rlocs)
+            + f'[xtr]\ntun = "lisp0"\neid-space = {toml_strings(eid_space)}\n')
     if tun_mtu is not None:
         text += f"tun-mtu = {tun_mtu}\n"
     text += "\n"

@@ -24,9 +24,8 @@ from typing import Any
 import pytest
 
 from lispd import ctl
-from lispd.lab import Lab, Lispd, lab
+from lispd.lab import Lab, Lispd, lab, map_server_config
 from tests.needs import require_netns, require_program
-from tests.netns.sites import map_server_config
 from tests.traffic import wait_for
 
 pytestmark = pytest.mark.netns

@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from lispd.lab import Lab, Lispd, lab
+from lispd.lab import Lab, Lispd, lab, map_server_config
 from tests.needs import require_netns
-from tests.netns.sites import map_server_config
 from tests.unit.test_sdnotify import FakeSystemd
 
 pytestmark = pytest.mark.netns

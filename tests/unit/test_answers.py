@@ -20,12 +20,12 @@ from lispd.control import queries, setup
 from lispd.control.plane import ControlPlane
 from lispd.dataplane.fastpath import FastPath
 from lispd.dataplane.tables import Fdb, FdbEntry, Fib
+from lispd.lab import map_server_config
 from lispd.mapcache import EidPrefix, Locator, MapCache, MapEntry
 from lispd.wire import auth
 from lispd.wire.control import decode, encode
 from lispd.wire.messages import MapRegister, MapReply, MapRequest
 from lispd.wire.records import Action, EidRecord, LocatorRecord, MappingRecord
-from tests.netns.sites import map_server_config
 
 NOW = 1000.0
 KEY = "tenant-s3cret"
