@@ -65,8 +65,9 @@ PROBES = 3
 PROBE_INTERVAL = 1.0
 COUNTERS = ("frames", "malformed", "arrived", "left_silent", "left_moved", "answered", "probes",
             "full")
-HOST_LIMIT = 4096
-"""Dynamic hosts per segment: past it, newcomers are counted, not tracked."""
+HOST_LIMIT = 1024
+"""Dynamic hosts per segment: past it, newcomers are counted, not tracked.
+(The local database has room for this many per segment: lispd.reload.)"""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 from lispd.config.model import Config, VxlanConfig, XtrConfig
 from lispd.dataplane.plan import Address, Plan, Route, Rule
+from lispd.gateway import HOST_LIMIT
 
 __all__ = [
     "DATABASE_ROOM", "PlanDifference", "database_room", "plan_difference", "restart_needed",
@@ -31,8 +32,10 @@ DATABASE_ROOM = 1024
 
 
 def database_room(config: Config) -> int:
-    """How many local EID prefixes a node started with `config` can hold."""
-    return max(DATABASE_ROOM, len(config.database()))
+    """How many local EID prefixes a node started with `config` can hold:
+    the configured ones or more, and every dynamic EID its segments can take."""
+    dynamic = sum(HOST_LIMIT for segment in config.vxlan if segment.dynamic_eid)
+    return max(DATABASE_ROOM, len(config.database())) + dynamic
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ def restart_needed(old: Config, new: Config) -> tuple[str, ...]:
                             ("xtr.map-cache-limit", "map_cache_limit"),
                             ("xtr.tun-mtu", "tun_mtu"), ("xtr.instance", "instances")):
         differ(path, partial(_xtr_value, attribute))
-    if len(new.database()) > database_room(old):
+    if database_room(new) > database_room(old):
         keys.append(f"xtr.database-mapping (more than the {database_room(old)} "
                     "the running table holds)")
     was, now = _machines(old.xtr), _machines(new.xtr)
