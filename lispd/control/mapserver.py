@@ -27,8 +27,11 @@ Map-Server side (RFC 9301 section 8.2; message in section 5.6):
   Map-Register, goes back to the source address and port of the Map-Register.
 - Mobility: when a registration with a different set of RLOCs takes over a
   prefix from another registrant, that previous registrant gets a Map-Notify
-  too (a fresh nonce, the new records), so it learns that the EID moved. It
-  is sent again until acknowledged (below).
+  too (a fresh nonce, the new records), so it learns that the EID moved. So
+  do the registrants of the less specific prefixes that cover a prefix newly
+  registered (or taken over) at other RLOCs: a host that left the segment
+  of a covering prefix for another xTR (a dynamic EID there). It is sent
+  again until acknowledged (below).
 
 Map-Resolver side (RFC 9301 section 8.3; ECM in section 5.8):
 
@@ -318,6 +321,7 @@ class MapServer:
             if previous is None:
                 self._count("registered")
                 changes.append((prefix, registration))
+                self._tell_covering(prefix, registration, record, displaced)
             else:
                 self._count("refreshed")
                 moved = previous.rlocs != registration.rlocs
@@ -326,6 +330,7 @@ class MapServer:
                     self._count("moved")
                     key = (previous.source, previous.source_port, previous.key_id)
                     displaced.setdefault(key, []).append(record)
+                    self._tell_covering(prefix, registration, record, displaced)
                 if set(previous.record.locators) != set(record.locators):
                     changes.append((prefix, registration))
             self._table.install(registration)
@@ -344,6 +349,26 @@ class MapServer:
                 self._notifier.track(nonce, nonce, site.name, sent, now)
                 out.append(sent)
         return out + self._publisher.publish(changes, now)
+
+    def _tell_covering(
+        self,
+        prefix: EidPrefix,
+        registration: Registration,
+        record: MappingRecord,
+        told: dict[tuple[RlocAddress, int, int], list[MappingRecord]],
+    ) -> None:
+        """A more specific prefix came to other RLOCs than those of the
+        registrations covering it: their registrants hear of it (a host that
+        left the segment of a covering prefix, say), once each."""
+        for covering in self._table.index.covering(prefix):
+            if covering.prefix.length >= prefix.length or covering.rlocs == registration.rlocs:
+                continue
+            key = (covering.source, covering.source_port, covering.key_id)
+            if (covering.source, covering.source_port) != (
+                    registration.source, registration.source_port) \
+                    and record not in told.get(key, []):
+                self._count("more_specific_told")
+                told.setdefault(key, []).append(record)
 
     def _signed(
         self, notify: MapNotify, site: Site, key_id: int, to: RlocAddress, port: int

@@ -734,6 +734,37 @@ def test_bad_subscription_lifetime() -> None:
         MapServer((SITE,), subscription_lifetime=0.0)
 
 
+# -- a more specific prefix elsewhere: the covering registrant is told -------------
+
+
+def test_the_registrant_of_a_covering_prefix_hears_of_a_host_that_left_it() -> None:
+    ms = server()
+    ms.receive(register(record("192.0.2.0", 26), notify=False), ETR_A, 4342, now=0.0)
+    host = record("192.0.2.10", 32, rloc=ETR_B)
+    out = ms.receive(register(host, notify=False), ETR_B, 4342, now=1.0)
+    (told,) = out
+    assert (told.destination, told.port) == (ETR_A, 4342)
+    assert notify_of(told).records == (host,) and notify_of(told).xtr_id is None
+    assert ms.counters["more_specific_told"] == 1
+    assert ms.timer(2.0) == [told]  # sent again until acknowledged, like a displacement
+    # Its refresh tells nobody again; nor does a more specific at the same RLOCs.
+    assert ms.receive(register(host, notify=False), ETR_B, 4342, now=3.5) == []
+    mine = record("192.0.2.20", 32, rloc=ETR_A)
+    assert ms.receive(register(mine, notify=False), ETR_A, 4342, now=4.0) == []
+    assert ms.counters["more_specific_told"] == 1
+
+
+def test_a_host_moving_between_two_more_specifics_tells_both_once() -> None:
+    """Moved from A's /32 to B: A is displaced, and (A holding the /26 too) one
+    Map-Notify carries the record once."""
+    ms = server()
+    ms.receive(register(record("192.0.2.0", 26), record("192.0.2.10", 32), notify=False),
+               ETR_A, 4342, now=0.0)
+    host = record("192.0.2.10", 32, rloc=ETR_B)
+    (told,) = ms.receive(register(host, notify=False), ETR_B, 4342, now=1.0)
+    assert told.destination == ETR_A and notify_of(told).records == (host,)
+
+
 # -- the displaced registrant's Map-Notify is retransmitted ------------------------
 
 
