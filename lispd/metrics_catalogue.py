@@ -236,6 +236,10 @@ _MAP_SERVER = (
     _counter("lispd_map_server_eid_moves_total",
              "Refreshes that moved an EID prefix to another xTR (the old one is told).",
              key="map_server_moved"),
+    _counter("lispd_map_server_more_specifics_told_total",
+             "Registrants of covering prefixes told of a more specific one registered at"
+             " other RLOCs (a host that left their prefix).",
+             key="map_server_more_specific_told"),
     _counter("lispd_map_server_deregistrations_ignored_total",
              "Deregistrations ignored: not from the registrant and naming other locators.",
              key="map_server_deregister_ignored"),
@@ -294,11 +298,13 @@ _REGISTRAR = (
     _counter(
         "lispd_registrar_map_notifies_total",
         "Map-Notifies received by the registrar, by result: acknowledged (a registration),"
-        " displaced (another xTR took one of our EIDs), displaced_repeat, unknown_nonce"
-        " (about nothing of ours), unknown_source (no configured map-server), bad_auth.",
+        " displaced (another xTR took one of our EIDs), left (another xTR registered a host"
+        " inside one of our prefixes), displaced_repeat, unknown_nonce (about nothing of"
+        " ours), unknown_source (no configured map-server), bad_auth.",
         ("result",),
-        _each("registrar_", {r: r for r in ("acknowledged", "displaced", "displaced_repeat",
-                                            "unknown_nonce", "unknown_source", "bad_auth")}),
+        _each("registrar_", {r: r for r in ("acknowledged", "displaced", "left",
+                                            "displaced_repeat", "unknown_nonce",
+                                            "unknown_source", "bad_auth")}),
     ),
     _counter("lispd_registrar_map_notify_acks_sent_total", "Map-Notify-Acks sent.",
              key="registrar_notify_acks_sent"),

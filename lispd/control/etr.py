@@ -114,6 +114,23 @@ def taken_over(record: MappingRecord, mapping: LocalMapping) -> bool:
     return found[1] == mapping.eid_prefix
 
 
+def left_from(record: MappingRecord, mapping: LocalMapping) -> IPNetwork | None:
+    """The record's prefix when it lies strictly inside the mapping's and has
+    locators that are not ours: part of our prefix is served elsewhere (a
+    host that left our segment registered by another xTR)."""
+    theirs = {loc.locator for loc in record.locators}
+    ours: set[Address] = {rloc.address for rloc in mapping.locators}
+    if not theirs or theirs == ours:
+        return None
+    found = _network(record.eid_prefix, record.mask_len)
+    if found is None or found[0] != mapping.instance_id:
+        return None
+    network, prefix = found[1], mapping.eid_prefix
+    inside = (network.version == prefix.version and network != prefix
+              and network.subnet_of(prefix))  # type: ignore[arg-type]
+    return network if inside else None
+
+
 def _lookup(mappings: Iterable[LocalMapping], record: EidRecord) -> LocalMapping | None:
     """The most specific mapping that covers the requested EID prefix."""
     found = _network(record.eid_prefix, record.mask_len)

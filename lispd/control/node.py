@@ -170,9 +170,11 @@ class ControlNode:
         if not isinstance(message, MapNotify):
             return Route.REGISTRAR
         # Ours when a record is one of our prefixes: the answer to our
-        # Map-Register, or another xTR taking that prefix over. A record
-        # inside or around one of our prefixes is a publication for an EID
-        # prefix someone else serves (more or less specific): the resolver's.
+        # Map-Register, or another xTR taking that prefix over; or inside one
+        # and without an xTR-ID: the map-server telling us that a host of ours
+        # left. A publication (RFC 9437) names the subscriber's xTR-ID: one for
+        # an EID prefix someone else serves, around or inside ours, is the
+        # resolver's.
         local = list(self._local_prefixes())
         for record in message.records:
             address = record.eid_prefix
@@ -181,7 +183,9 @@ class ControlNode:
                 instance_id, address = address.instance_id, address.address
             if not isinstance(address, IPv4Address | IPv6Address):
                 continue
-            if EidPrefix.of(instance_id, address, record.mask_len) in local:
+            prefix = EidPrefix.of(instance_id, address, record.mask_len)
+            if prefix in local or (message.xtr_id is None and any(
+                    p.length < prefix.length and p.covers(instance_id, address) for p in local)):
                 return Route.REGISTRAR
         return Route.RESOLVER if self.resolver is not None else Route.REGISTRAR
 

@@ -38,6 +38,9 @@ A sans-IO protocol machine (DESIGN principle 2): it is fed datagrams and
   retransmits until the Ack arrives) is acknowledged again and changes
   nothing more. ``reclaim`` registers a yielded mapping again, and so does
   ``update`` when its locators changed.
+- A record strictly inside one of our prefixes, at other locators (and no
+  prefix of ours itself), says a host of ours left for another xTR: a
+  ``Left`` event, the Map-Notify acknowledged; our prefix stays ours.
 
 Anything received that is not for us is counted in ``counters`` by reason
 and otherwise ignored.
@@ -49,7 +52,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-from lispd.control.etr import LocalMapping, answer, local_records, taken_over
+from lispd.control.etr import LocalMapping, answer, left_from, local_records, taken_over
 from lispd.control.events import Datagram, random_nonce
 from lispd.wire import auth
 from lispd.wire.auth import KeyId
@@ -69,6 +72,8 @@ __all__ = [
     "DEFAULT_REGISTER_INTERVAL",
     "FIRST_RETRY",
     "Displaced",
+    "Event",
+    "Left",
     "LocalMapping",
     "MapServerPeer",
     "Registrar",
@@ -135,6 +140,20 @@ class Displaced:
     at: float
 
 
+@dataclass(frozen=True)
+class Left:
+    """Another xTR registered a more specific prefix inside one of ours: a
+    host of ours moved there (the map-server tells the registrants of the
+    covering prefixes). ``records`` are the Map-Notify's for ``eid_prefix``."""
+
+    instance_id: int
+    eid_prefix: IPNetwork
+    records: tuple[MappingRecord, ...]
+    at: float
+
+
+Event = Displaced | Left
+
 _RegKey = tuple[IPAddress, int, IPNetwork]
 
 
@@ -170,7 +189,7 @@ class Registrar:
         # Mappings another xTR took over, as they were when yielded.
         self._yielded: dict[tuple[int, IPNetwork], LocalMapping] = {}
         self._seen_notifies: dict[int, None] = {}  # insertion-ordered, bounded
-        self._events: list[Displaced] = []
+        self._events: list[Event] = []
         self._running = False
         self.counters: dict[str, int] = {}
 
@@ -326,7 +345,7 @@ class Registrar:
             return []
         return [self._register(server, mapping, now) for server in self._servers.values()]
 
-    def take_events(self) -> list[Displaced]:
+    def take_events(self) -> list[Event]:
         """The displacements seen since the last call (oldest first)."""
         events, self._events = self._events, []
         return events
@@ -451,7 +470,13 @@ class Registrar:
             for mapping in self._mappings.values()
         ]
         taken = [(mapping, records) for mapping, records in taken if records]
-        if not taken:
+        left = {
+            (mapping.instance_id, network): record
+            for mapping in self._mappings.values() if mapping.key not in self._yielded
+            for record in notify.records if (network := left_from(record, mapping)) is not None
+            and (mapping.instance_id, network) not in self._mappings
+        }
+        if not taken and not left:
             self._count("unknown_nonce")
             return []
         self._seen_notifies[notify.nonce] = None
@@ -465,6 +490,9 @@ class Registrar:
                 self._mark_yielded(peer, mapping, now)
             self._events.append(Displaced(mapping.instance_id, mapping.eid_prefix, records, now))
             self._count("displaced")
+        for (instance_id, network), record in left.items():
+            self._events.append(Left(instance_id, network, (record,), now))
+            self._count("left")
         return self._ack(notify, server, port)
 
     def _ack(self, notify: MapNotify, server: MapServerPeer, port: int) -> list[Datagram]:

@@ -10,7 +10,7 @@ import pytest
 
 from lispd.config.model import DatabaseMapping, RlocConfig
 from lispd.control.events import Datagram
-from lispd.control.registrar import Displaced, LocalMapping, MapServerPeer, Registrar
+from lispd.control.registrar import Displaced, Left, LocalMapping, MapServerPeer, Registrar
 from lispd.wire import auth
 from lispd.wire.address import InstanceIdAddress, MacAddress
 from lispd.wire.auth import KeyId
@@ -170,6 +170,24 @@ def test_each_server_is_acknowledged_separately() -> None:
     assert r.counters["unknown_nonce"] == 1
     _ack(r, two, 1.2, MS2)
     assert r.acknowledged(MS2.address)
+
+
+def test_a_more_specific_elsewhere_is_a_host_that_left() -> None:
+    """The map-server tells us of a host inside our prefix registered by
+    another xTR: acknowledged and reported; the prefix stays ours."""
+    r = _settled()
+    inside = _theirs("192.0.2.70", 32)
+    out = r.receive(_unsolicited(inside), MS1.address, 4342, 5.0)
+    (ack,) = out
+    assert isinstance(decode(ack.payload), MapNotifyAck)
+    (event,) = r.take_events()
+    assert isinstance(event, Left)
+    assert (event.instance_id, event.eid_prefix, event.records) == (
+        0, IPv4Network("192.0.2.70/32"), (inside,))
+    assert r.yielded() == () and r.counters["left"] == 1
+    # The map-server sends it again until our Ack arrives: acked, not reported again.
+    assert len(r.receive(_unsolicited(inside), MS1.address, 4342, 5.5)) == 1
+    assert r.take_events() == []
 
 
 @pytest.mark.parametrize(
@@ -488,7 +506,6 @@ def test_the_same_prefix_displaces_an_instance_mapping() -> None:
     "records",
     [
         (_theirs(rloc=RLOC),),  # our own locators: no one took anything
-        (_theirs("192.0.2.128", 25),),  # a more specific: the rest is still ours
         (_theirs("192.0.0.0", 16),),  # a wider one: ours is the longer match still
         (_theirs("10.0.0.0", 8, iid=7),),
         (_theirs("198.51.100.0", 24),),  # not ours at all

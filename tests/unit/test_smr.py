@@ -10,9 +10,12 @@ import pytest
 from lispd.config.model import RlocConfig
 from lispd.control.node import ControlNode, Route, route
 from lispd.control.registrar import LocalMapping, MapServerPeer, Registrar
+from lispd.control.resolver import Resolver
 from lispd.control.smr import MAX_PENDING, Solicitor
-from lispd.mapcache import EidPrefix
+from lispd.mapcache import EidPrefix, MapCache
+from lispd.wire import auth
 from lispd.wire.address import InstanceIdAddress
+from lispd.wire.auth import KeyId
 from lispd.wire.control import decode, encapsulate, encode
 from lispd.wire.messages import (
     MapNotify,
@@ -21,7 +24,7 @@ from lispd.wire.messages import (
     MapReply,
     MapRequest,
 )
-from lispd.wire.records import EidRecord
+from lispd.wire.records import EidRecord, MappingRecord
 
 ITR = IPv4Address("198.18.2.2")
 ME = IPv4Address("198.18.3.10")
@@ -139,3 +142,27 @@ def test_an_ecm_without_the_e_bit_reaches_the_etr_of_a_node_without_map_server()
     ((reply, source),) = out.sourced
     assert source == ME and reply.destination == ME  # REQUEST's ITR-RLOC
     assert isinstance(decode(reply.payload), MapReply)
+
+
+@pytest.mark.parametrize(
+    ("record", "xtr_id", "expected"),
+    [
+        ("192.0.2.0/24", None, Route.REGISTRAR),  # ours: a registration's answer, a take-over
+        ("192.0.2.0/24", 7, Route.REGISTRAR),
+        ("192.0.2.70/32", None, Route.REGISTRAR),  # the map-server: a host of ours left
+        ("192.0.2.70/32", 7, Route.RESOLVER),  # a publication for a more specific
+        ("192.0.0.0/16", None, Route.RESOLVER),  # around ours: someone else's
+        ("198.51.100.0/24", None, Route.RESOLVER),
+    ],
+)
+def test_a_map_notify_goes_to_the_machine_it_concerns(record: str, xtr_id: int | None,
+                                                      expected: Route) -> None:
+    resolver = Resolver(MapCache(4), map_resolvers=(IPv4Address("198.18.1.2"),), itr_rlocs=(ME,))
+    node = ControlNode(resolver=resolver,
+                       local_prefixes=lambda: (EidPrefix.parse("192.0.2.0/24"),))
+    prefix = EidPrefix.parse(record)
+    assert isinstance(prefix.address, IPv4Address)
+    notify = MapNotify(1, (MappingRecord(prefix.address, prefix.length),), xtr_id=xtr_id,
+                       site_id=None if xtr_id is None else 1)
+    assert node._notify_route(encode(auth.sign(notify, b"k", KeyId.HMAC_SHA256_128))) \
+        is expected
