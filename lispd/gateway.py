@@ -183,8 +183,11 @@ class DynamicEids:
     # -- inside ------------------------------------------------------------------
 
     def _dynamic(self, address: IPAddress) -> bool:
+        """A host from elsewhere, or one of the segment's own back from
+        elsewhere: the mapping system has it at another xTR until this node
+        registers it again."""
         segment = self.segment
-        return (
+        return address in self.away or (
             any(address in network for network in segment.ranges)
             and not any(address in network for network in segment.prefixes)
             and address not in segment.addresses

@@ -188,10 +188,28 @@ class Gateways:
         address = prefix.address
         if not isinstance(address, IPv4Address | IPv6Address):
             return  # dynamic EIDs are IP hosts
+        tracked = False
         for segment in list(self._segments.values()):
             if segment.machine.segment.instance_id == prefix.instance_id:
-                self._handle(segment.machine.moved_away(address))
+                events = segment.machine.moved_away(address)
+                tracked = tracked or bool(events)
+                self._handle(events)
+        if not tracked and prefix.length == address.max_prefixlen:
+            self._left_home(address, prefix.instance_id)
         self._rearm()
+
+    def _left_home(self, address: IPAddress, instance_id: int) -> None:
+        """A host of a segment's own prefix is registered elsewhere: this
+        node's hosts reach it through the overlay, its home segment's
+        neighbours through this node."""
+        segment = next((s for s in self._segments.values()
+                        if s.machine.segment.instance_id == instance_id), None)
+        if segment is None:
+            return
+        log.info("host_left_home", eid=str(address))
+        away = RouteRecord(ip_network(address), segment.tun, segment.table)
+        self._netlink(lambda netlink: netlink.add(away))
+        self._mark_away(address, instance_id)
 
     # -- out -------------------------------------------------------------------------
 

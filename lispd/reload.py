@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any
 
 from lispd.config.model import Config, VxlanConfig, XtrConfig
+from lispd.control.plane import AWAY_LIMIT
 from lispd.dataplane.plan import Address, Plan, Route, Rule
 from lispd.gateway import HOST_LIMIT
 
@@ -33,9 +34,10 @@ DATABASE_ROOM = 1024
 
 def database_room(config: Config) -> int:
     """How many local EID prefixes a node started with `config` can hold:
-    the configured ones or more, and every dynamic EID its segments can take."""
+    the configured ones or more, every dynamic EID its segments can take, and
+    the hosts of its prefixes it follows elsewhere."""
     dynamic = sum(HOST_LIMIT for segment in config.vxlan if segment.dynamic_eid)
-    return max(DATABASE_ROOM, len(config.database())) + dynamic
+    return max(DATABASE_ROOM, len(config.database())) + dynamic + AWAY_LIMIT
 
 
 @dataclass(frozen=True)

@@ -38,19 +38,23 @@ from lispd.control.events import Datagram, Output, Released
 from lispd.control.mapserver import MapServer
 from lispd.control.node import ControlNode
 from lispd.control.probing import RlocProber
-from lispd.control.registrar import Displaced, Registrar
+from lispd.control.registrar import Displaced, Left, Registrar
 from lispd.control.resolver import Resolver, entry_of
 from lispd.control.service import ControlService
 from lispd.control.smr import Solicitor
 from lispd.control.udp import IPAddress
 from lispd.dataplane import sync
 from lispd.dataplane.fastpath import FastPath, Miss
-from lispd.dataplane.tables import Fib
+from lispd.dataplane.tables import Fib, FibAction, FibEntry
 from lispd.mapcache import Change, EidPrefix, Installed, MapCache
+from lispd.wire.records import MappingRecord
 
-__all__ = ["RECENT_ITR_WINDOW", "ControlPlane"]
+__all__ = ["AWAY_LIMIT", "RECENT_ITR_WINDOW", "ControlPlane"]
 
 log = structlog.get_logger("lispd.control")
+
+AWAY_LIMIT = 1024
+"""Hosts of our prefixes followed elsewhere at most (the C table has room for them)."""
 
 RECENT_ITR_WINDOW = 60.0
 """Seconds: an ITR that sent us traffic this recently is told of a change by SMR."""
@@ -115,6 +119,8 @@ class ControlPlane:
         # Dynamic EIDs (lispd.gateway): hosts that moved onto a gateway
         # segment here, each a host prefix of this node's until it leaves.
         self.dynamic: dict[EidPrefix, DatabaseMapping] = {}
+        # Hosts inside our prefixes that another xTR registered (Left).
+        self.away: set[EidPrefix] = set()
         # Told when the mapping system says a dynamic EID is elsewhere now.
         self.dynamic_moved_away: Callable[[EidPrefix], None] = lambda prefix: None
         self.service = ControlService(loop, self.node, apply_changes=self.apply_changes,
@@ -249,9 +255,37 @@ class ControlPlane:
         key = sync.fib_key(prefix)
         if key is not None:
             self.database_fib.delete(key)
+        self._send_on(prefix, event.records, now)
+        if self.dynamic.pop(prefix, None) is not None:
+            # Not ours to register any more: the registrar forgets it.
+            self._set_database(now)
+            self.dynamic_moved_away(prefix)
+
+    def _host_left(self, event: Left) -> None:
+        """Another xTR registered a host inside one of our prefixes: the prefix
+        stays ours, the host is served there (its home segment answers for it)."""
+        prefix = EidPrefix.of(event.instance_id, event.eid_prefix.network_address,
+                              event.eid_prefix.prefixlen)
+        key = sync.fib_key(prefix)
+        if key is None or prefix in self.away:
+            return
+        if len(self.away) >= AWAY_LIMIT:
+            log.warning("eid_left_not_followed", eid=str(prefix), limit=AWAY_LIMIT)
+            return
+        log.info("eid_left", eid=str(prefix))
+        self.away.add(prefix)
+        # Not local here, though inside a local prefix: the ETR step sends on
+        # what still comes for it (the map-cache entry _send_on installs).
+        self.database_fib.set(key, FibEntry(FibAction.DROP))
+        self._send_on(prefix, event.records, self.service.now())
+        self.dynamic_moved_away(prefix)
+
+    def _send_on(self, prefix: EidPrefix, records: Iterable[MappingRecord], now: float) -> None:
+        """What arrives for prefix is re-encapsulated to the records' locators,
+        and the ITRs that sent us traffic lately are told (SMR)."""
         self.policy = replace(self.policy, reencap=self.policy.reencap | {prefix})
         changes: list[Change] = []
-        for record in event.records:
+        for record in records:
             entry = entry_of(record, now)
             # Installed at the moved prefix itself, the one marked for
             # re-encapsulation, even when the record is wider.
@@ -261,10 +295,6 @@ class ControlPlane:
                 changes.extend(self.mapcache.insert(replace(entry, prefix=prefix), now))
         self.apply_changes(tuple(changes))
         self._solicit((prefix,), now)
-        if self.dynamic.pop(prefix, None) is not None:
-            # Not ours to register any more: the registrar forgets it.
-            self._set_database(now)
-            self.dynamic_moved_away(prefix)
 
     def add_dynamic(self, instance_id: int, network: IPNetwork) -> None:
         """A host arrived on a gateway segment: its address is a local EID."""
@@ -274,6 +304,7 @@ class ControlPlane:
         log.info("dynamic_eid_arrived", eid=str(prefix))
         now = self.service.now()
         self.dynamic[prefix] = DatabaseMapping(eid_prefix=network, instance_id=instance_id)
+        self.away.discard(prefix)  # its LOCAL entry replaces the away one
         if prefix in self.policy.reencap:
             # It moved away earlier and has come back: not sent on any more.
             self.policy = replace(self.policy, reencap=self.policy.reencap - {prefix})
@@ -339,7 +370,10 @@ class ControlPlane:
         registrar = self.node.registrar
         if registrar is not None:
             for event in registrar.take_events():
-                self._displaced(event)
+                if isinstance(event, Displaced):
+                    self._displaced(event)
+                else:
+                    self._host_left(event)
             self._note_acknowledgements()
 
     def acknowledged_by(self) -> tuple[IPAddress, ...] | None:

@@ -13,9 +13,9 @@ import pytest
 from lispd.config import parse
 from lispd.control import setup
 from lispd.control.plane import ControlPlane
-from lispd.control.registrar import Displaced
+from lispd.control.registrar import Displaced, Left
 from lispd.dataplane.fastpath import FastPath
-from lispd.dataplane.tables import Fdb, Fib, FibKey
+from lispd.dataplane.tables import Fdb, Fib, FibAction, FibKey
 from lispd.mapcache import EidPrefix, MapCache
 from lispd.wire.records import LocatorRecord, MappingRecord
 
@@ -86,3 +86,29 @@ def test_one_registered_elsewhere_is_sent_on_and_its_segment_told(
     plane.add_dynamic(0, HOST)
     assert "[0]192.0.2.70/32" in local(plane)
     assert PREFIX not in plane.policy.reencap and plane.mapcache.get(PREFIX) is None
+
+
+def test_a_host_of_our_prefix_registered_elsewhere_is_sent_on_until_it_returns(
+        plane: ControlPlane) -> None:
+    told: list[EidPrefix] = []
+    plane.dynamic_moved_away = told.append
+    native = IPv4Address("192.0.2.10")  # inside the segment's own 192.0.2.0/26
+    host = ip_network("192.0.2.10/32")
+    prefix = EidPrefix.of(0, native, 32)
+    record = MappingRecord(native, 32, (LocatorRecord(ELSEWHERE),), authoritative=True)
+    plane._host_left(Left(0, host, (record,), at=0.0))  # as the registrar reports it
+    assert told == [prefix] and prefix in plane.away and prefix in plane.policy.reencap
+    found = plane.database_fib.lookup(0, native)
+    assert found is not None and found[0] == FibKey(0, host)
+    assert found[1].action is FibAction.DROP  # not local: the ETR sends it on
+    entry = plane.mapcache.get(prefix)
+    assert entry is not None and [loc.address for loc in entry.locators] == [ELSEWHERE]
+    assert local(plane) == {"[0]192.0.2.0/26"}  # the prefix stays ours
+    # Heard on its segment again: ours, registered as a host until it goes quiet.
+    plane.add_dynamic(0, host)
+    assert prefix not in plane.away and prefix not in plane.policy.reencap
+    found = plane.database_fib.lookup(0, native)
+    assert found is not None and found[1].action is FibAction.LOCAL
+    plane.remove_dynamic(0, host)
+    found = plane.database_fib.lookup(0, native)
+    assert found is not None and found[0] == FibKey(0, ip_network("192.0.2.0/26"))

@@ -210,3 +210,18 @@ def test_timers_never_go_backwards_or_leak(steps: list[tuple[int, float]]) -> No
             assert following is None or following > due
             due = following
     assert not left & set(machine.hosts)
+
+
+def test_a_host_of_the_segment_back_from_elsewhere_arrives_again() -> None:
+    machine = fresh()
+    assert machine.received(arp(NATIVE4, GW4), now=1.0) == []  # native: the kernel's
+    machine.away.add(NATIVE4)
+    # Away: its neighbours asking for it are answered (this node is the way there)...
+    (answer,) = machine.received(arp(IPv4Address("192.0.2.11"), NATIVE4, mac=OTHER_MAC), 2.0)
+    assert isinstance(answer, Transmit)
+    reply = read_neighbor_frame(answer.frame)
+    assert reply is not None and reply.message == Arp(
+        ARP_REPLY, GATEWAY_MAC, NATIVE4, OTHER_MAC, IPv4Address("192.0.2.11"))
+    # ...until it speaks on the segment again: a dynamic EID here, to register.
+    assert machine.received(arp(NATIVE4, NATIVE4), now=3.0) == [
+        HostArrived(11, 0, NATIVE4, HOST_MAC)]
