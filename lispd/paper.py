@@ -261,11 +261,10 @@ class Paper:
         lab.ns(namespace, "ip", "link", "add", "vx0", "type", "vxlan", "id", str(vni),
                "local", own_uplink, "remote", router_rloc, "dstport", str(VXLAN_PORT),
                "nolearning")
-        if vm is MOB:
-            # A moved VM announces itself (gratuitous ARP, unsolicited NA) when its
-            # link comes up: how a gateway hears of a dynamic EID at once.
-            lab.ns(namespace, "sysctl", "-qw", "net.ipv4.conf.vx0.arp_notify=1",
-                   "net.ipv6.conf.vx0.ndisc_notify=1")
+        # A VM announces itself (gratuitous ARP, unsolicited NA) when its link
+        # comes up: how a gateway hears at once of one that moved there.
+        lab.ns(namespace, "sysctl", "-qw", "net.ipv4.conf.vx0.arp_notify=1",
+               "net.ipv6.conf.vx0.ndisc_notify=1")
         lab.ns(namespace, "ip", "addr", "add", vm.eid4, "dev", "vx0")
         lab.ns(namespace, "ip", "addr", "add", vm.eid6, "dev", "vx0", "nodad")
         lab.ns(namespace, "ip", "link", "set", "vx0", "up")
@@ -281,6 +280,12 @@ class Paper:
         self.attach(mob, MOB_UPLINKS[1], MOB.nets[1])
         self.vm_join(mob, MOB_MOVED_VNI, self.router_rloc(MOB_MOVED_VNI), vtep(MOB.nets[1]),
                      MOB)
+
+    def rejoin(self, name: str, vni: int) -> None:
+        """A VM of VMS moves to segment vni (of either router) and keeps its
+        EIDs, gateway and underlay address (the IaaS network routes it)."""
+        vm = VMS[name]
+        self.vm_join(self.namespaces[name], vni, self.router_rloc(vni), vtep(vm.nets[0]), vm)
 
     # -- configs ---------------------------------------------------------------------
 

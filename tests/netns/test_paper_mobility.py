@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,47 @@ def test_a_vm_moved_to_another_cloud_keeps_its_addresses(paper: Paper) -> None:
     for version in (4, 6):
         ping(paper.lab, paper.endpoint("vm11")[0], paper.address("mob", version))
         ping(paper.lab, paper.endpoint("mob")[0], paper.address("vm12", version))
+
+
+@pytest.fixture
+def lispd_paper(tmp_path: Path) -> Iterator[Paper]:
+    require_netns()
+    with lab() as topology:
+        scenario = Paper(topology, tmp_path)
+        scenario.start()
+        assert wait_for(scenario.registered, 15), scenario.registrations()
+        yield scenario
+        codes = scenario.stop()
+        assert all(code == 0 for code in codes.values()), codes
+
+
+VM12 = {4: "[0]192.0.2.80/32", 6: "[0]2001:db8:12::80/128"}
+
+
+def test_a_vm_native_to_its_segment_leaves_for_the_other_cloud_and_comes_back(
+        lispd_paper: Paper) -> None:
+    """vm12's addresses are of VNI 12's own prefix at r1. Moved to VNI 22 at
+    r2, r2 registers its host EIDs; the map-server tells r1, whose prefix
+    covers them: r1 sends on what still comes and answers for the VM on its
+    home segment. Back on VNI 12, r1 registers them and r2 lets go."""
+    paper = lispd_paper
+    r1, r2 = paper.daemons["r1"], paper.daemons["r2"]
+    clients = ("onhost", "inet", "vm11", "vm21", "mob")  # mob: of vm12's home subnet
+    for client in clients:
+        ping(paper.lab, paper.endpoint(client)[0], paper.address("vm12", 4))
+    paper.rejoin("vm12", 22)
+    assert wait_for(lambda: all(paper.registrations().get(p) == R2 for p in VM12.values()),
+                    5), paper.registrations()
+    assert wait_for(lambda: r1.stats().get("registrar_left", 0) == 2, 5), r1.stats()
+    for client in clients:
+        for version in (4, 6):
+            ping(paper.lab, paper.endpoint(client)[0], paper.address("vm12", version))
+    # r1 still registers its segment's prefix: only the host went.
+    assert paper.registrations()["[0]192.0.2.64/26"] == R1
+    paper.rejoin("vm12", 12)
+    assert wait_for(lambda: all(paper.registrations().get(p) == R1 for p in VM12.values()),
+                    5), paper.registrations()
+    assert wait_for(lambda: r2.stats()["gateway_left_moved"] == 2, 5), r2.stats()
+    for client in clients:
+        for version in (4, 6):
+            ping(paper.lab, paper.endpoint(client)[0], paper.address("vm12", version))
