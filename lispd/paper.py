@@ -68,6 +68,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lispd.lab import Lab, Lispd, map_server_config, oor_mapping, toml_strings
+from lispd.pcap import Capture
 
 __all__ = ["EID_SPACE", "INET", "KEY", "MOB", "MS", "ONHOST", "ONPREM", "PXTR", "R1", "R2",
            "SEGMENTS", "VMS", "Options", "Paper", "Segment", "Vm"]
@@ -416,6 +417,14 @@ class Paper:
             self.endpoint(client)[0], sys.executable, "-m", "lispd.stream", "send",
             MOB.address4 if version == 4 else MOB.address6, str(port), str(rate), str(count),
             stdout=subprocess.PIPE, start_new_session=True)
+
+    def cloud1_capture(self) -> Capture:
+        """What reaches cloud 1 for the mobile VM, seen by the core: LISP data
+        to r1 (nothing else sends it any in the move scenarios), VXLAN to the
+        VM's old VTEP."""
+        return Capture(self.lab, self.core, "any",
+                       f"(udp dst port 4341 and dst host {R1}) or "
+                       f"(udp dst port 4789 and dst host {vtep(MOB.nets[0])})")
 
     # -- looking -----------------------------------------------------------------------
 

@@ -19,8 +19,7 @@ from lispd.demo import ping as count_replies
 from lispd.demo import say, tell, wait_for
 from lispd.demo import step as numbered
 from lispd.lab import Lab
-from lispd.paper import MOB, R1, R2, Paper, vtep
-from lispd.pcap import Capture
+from lispd.paper import MOB, R1, R2, Paper
 from lispd.stream import Arrivals, outage
 
 __all__ = ["scenario"]
@@ -118,9 +117,7 @@ def move(paper: Paper) -> dict[str, Any]:
                          and paper.daemons["r1"].stats()["gateway_left_moved"] == 2, 5)
     registered_after = time.monotonic() - moved_at
     time.sleep(0.5)
-    capture = Capture(paper.lab, paper.ns("core"), "any",
-                      f"(udp dst port 4341 and dst host {R1}) or "
-                      f"(udp dst port 4789 and dst host {vtep(MOB.nets[0])})")
+    capture = paper.cloud1_capture()
     for sender in senders:
         sender.communicate(timeout=seconds + 10)
     late = capture.packets()

@@ -104,20 +104,22 @@ def taken_over(record: MappingRecord, mapping: LocalMapping) -> bool:
     record from another xTR (a publication for a covering prefix) takes
     nothing: with more-specifics registered, the longest match still wins
     (a dynamic EID inside another router's segment prefix)."""
-    theirs = {loc.locator for loc in record.locators}
-    ours: set[Address] = {rloc.address for rloc in mapping.locators}
-    if not theirs or theirs == ours:
-        return False
-    found = _network(record.eid_prefix, record.mask_len)
-    if found is None or found[0] != mapping.instance_id:
-        return False
-    return found[1] == mapping.eid_prefix
+    return _elsewhere(record, mapping) == mapping.eid_prefix
 
 
 def left_from(record: MappingRecord, mapping: LocalMapping) -> IPNetwork | None:
     """The record's prefix when it lies strictly inside the mapping's and has
     locators that are not ours: part of our prefix is served elsewhere (a
     host that left our segment registered by another xTR)."""
+    network, prefix = _elsewhere(record, mapping), mapping.eid_prefix
+    inside = (network is not None and network.version == prefix.version and network != prefix
+              and network.subnet_of(prefix))  # type: ignore[arg-type]
+    return network if inside else None
+
+
+def _elsewhere(record: MappingRecord, mapping: LocalMapping) -> IPNetwork | None:
+    """The record's prefix, when it is of the mapping's instance and at
+    locators that are not the mapping's."""
     theirs = {loc.locator for loc in record.locators}
     ours: set[Address] = {rloc.address for rloc in mapping.locators}
     if not theirs or theirs == ours:
@@ -125,10 +127,7 @@ def left_from(record: MappingRecord, mapping: LocalMapping) -> IPNetwork | None:
     found = _network(record.eid_prefix, record.mask_len)
     if found is None or found[0] != mapping.instance_id:
         return None
-    network, prefix = found[1], mapping.eid_prefix
-    inside = (network.version == prefix.version and network != prefix
-              and network.subnet_of(prefix))  # type: ignore[arg-type]
-    return network if inside else None
+    return found[1]
 
 
 def _lookup(mappings: Iterable[LocalMapping], record: EidRecord) -> LocalMapping | None:

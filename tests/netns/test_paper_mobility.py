@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from lispd.lab import lab
-from lispd.paper import MOB, R1, R2, Options, Paper, vtep
-from lispd.pcap import Capture
+from lispd.paper import MOB, R1, R2, Options, Paper
 from lispd.stream import Arrivals
 from tests.needs import require_netns, require_program
 from tests.traffic import ping, wait_for
@@ -81,9 +80,7 @@ def test_a_vm_moved_to_another_cloud_keeps_its_addresses(paper: Paper) -> None:
     # gets no LISP data (nothing else sends it any here), nor its old VTEP
     # any VXLAN.
     time.sleep(0.5)  # the ITRs act on the SMR / publication they were just sent
-    capture = Capture(paper.lab, paper.ns("core"), "any",
-                      f"(udp dst port 4341 and dst host {R1}) or "
-                      f"(udp dst port 4789 and dst host {vtep(MOB.nets[0])})")
+    capture = paper.cloud1_capture()
     for sender in senders:
         sender.communicate(timeout=seconds + 10)
     late = capture.packets()
