@@ -162,6 +162,10 @@ def negative_prefix(
 # -- the machine ------------------------------------------------------------------
 
 
+# A registrant to tell of a move: its address, port, Key ID and site.
+_Told = tuple[RlocAddress, int, int, str]
+
+
 class MapServer:
     """Map-Server and Map-Resolver (RFC 9301 sections 8.2 and 8.3, RFC 9437), sans-IO."""
 
@@ -288,7 +292,8 @@ class MapServer:
             return []
         site, prefixes = admitted
         self._count("map_register")
-        displaced: dict[tuple[RlocAddress, int, int], list[MappingRecord]] = {}
+        # Who hears that a prefix went elsewhere, and under which site's key.
+        displaced: dict[_Told, list[MappingRecord]] = {}
         changes: Changes = []
         for prefix, record in zip(prefixes, message.records, strict=True):
             previous = self._table.get(prefix)
@@ -328,7 +333,8 @@ class MapServer:
                 elsewhere = (previous.source, previous.source_port) != (source, source_port)
                 if moved and elsewhere:
                     self._count("moved")
-                    key = (previous.source, previous.source_port, previous.key_id)
+                    key = (previous.source, previous.source_port, previous.key_id,
+                           previous.site)
                     displaced.setdefault(key, []).append(record)
                     self._tell_covering(prefix, registration, record, displaced)
                 if set(previous.record.locators) != set(record.locators):
@@ -341,12 +347,15 @@ class MapServer:
             )
             sent = self._signed(notify, site, message.key_id, source, source_port)
             out.extend(() if sent is None else (sent,))
-        for (old_source, old_port, key_id), records in displaced.items():
+        for (old_source, old_port, key_id, name), records in displaced.items():
+            theirs = self._sites_by_name.get(name)
+            if theirs is None:
+                continue
             nonce = self._nonces()
             notify = MapNotify(nonce, tuple(records))
-            sent = self._signed(notify, site, key_id, old_source, old_port)
+            sent = self._signed(notify, theirs, key_id, old_source, old_port)
             if sent is not None:
-                self._notifier.track(nonce, nonce, site.name, sent, now)
+                self._notifier.track(nonce, nonce, theirs.name, sent, now)
                 out.append(sent)
         return out + self._publisher.publish(changes, now)
 
@@ -355,7 +364,7 @@ class MapServer:
         prefix: EidPrefix,
         registration: Registration,
         record: MappingRecord,
-        told: dict[tuple[RlocAddress, int, int], list[MappingRecord]],
+        told: dict[_Told, list[MappingRecord]],
     ) -> None:
         """A more specific prefix came to other RLOCs than those of the
         registrations covering it: their registrants hear of it (a host that
@@ -363,7 +372,7 @@ class MapServer:
         for covering in self._table.index.covering(prefix):
             if covering.prefix.length >= prefix.length or covering.rlocs == registration.rlocs:
                 continue
-            key = (covering.source, covering.source_port, covering.key_id)
+            key = (covering.source, covering.source_port, covering.key_id, covering.site)
             if (covering.source, covering.source_port) != (
                     registration.source, registration.source_port) \
                     and record not in told.get(key, []):

@@ -754,6 +754,17 @@ def test_the_registrant_of_a_covering_prefix_hears_of_a_host_that_left_it() -> N
     assert ms.counters["more_specific_told"] == 1
 
 
+def test_the_covering_registrant_is_told_under_its_own_sites_key() -> None:
+    other = Site("cloud-b", b"other-key", (EidPrefix.parse("192.0.2.0/28"),), True)
+    ms = server(SITE, other)
+    ms.receive(register(record("192.0.2.0", 26), notify=False), ETR_A, 4342, now=0.0)
+    host = record("192.0.2.10", 32, rloc=ETR_B)
+    (told,) = ms.receive(register(host, key=b"other-key", notify=False), ETR_B, 4342, now=1.0)
+    assert told.destination == ETR_A and notify_of(told, KEY).records == (host,)
+    assert ms.receive(ack_of(told, KEY), ETR_A, 4342, now=1.5) == []
+    assert ms.counters["map_notify_acked"] == 1 and ms.timer(2.0) == []
+
+
 def test_a_host_moving_between_two_more_specifics_tells_both_once() -> None:
     """Moved from A's /32 to B: A is displaced, and (A holding the /26 too) one
     Map-Notify carries the record once."""
