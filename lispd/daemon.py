@@ -221,9 +221,11 @@ class Daemon:
         bare = replace(self.config, vxlan=(), xtr=self.config.xtr and replace(
             self.config.xtr, static_mappings=()))
         self._change_tables(bare, self.config)
+        # Before the control plane starts: what it hears of moved hosts must
+        # reach the segments' machines.
+        await self._open_gateways(loop)
         if self.plane.enabled:
             self.plane.start()
-        await self._open_gateways(loop)
         if self.config.underlay.interfaces:
             self._watch = AddressWatch()
             loop.add_reader(self._watch.fileno(), self._addresses_changed)

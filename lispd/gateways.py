@@ -29,6 +29,7 @@ import structlog
 
 from lispd.config.model import Config
 from lispd.control.plane import ControlPlane
+from lispd.dataplane.tables import TableError
 from lispd.gateway import (
     COUNTERS,
     DynamicEids,
@@ -40,7 +41,7 @@ from lispd.gateway import (
     Transmit,
 )
 from lispd.mapcache import EidPrefix
-from lispd.netlink import Netlink, RouteRecord
+from lispd.netlink import Netlink, NetlinkError, RouteRecord
 
 __all__ = ["Gateways", "neighbor_filter", "packet_socket"]
 
@@ -186,7 +187,8 @@ class Gateways:
 
     def _moved_away(self, prefix: EidPrefix) -> None:
         address = prefix.address
-        if not isinstance(address, IPv4Address | IPv6Address):
+        if not isinstance(address, IPv4Address | IPv6Address) or (
+                prefix.length != address.max_prefixlen):
             return  # dynamic EIDs are IP hosts
         tracked = False
         for segment in list(self._segments.values()):
@@ -194,7 +196,7 @@ class Gateways:
                 events = segment.machine.moved_away(address)
                 tracked = tracked or bool(events)
                 self._handle(events)
-        if not tracked and prefix.length == address.max_prefixlen:
+        if not tracked:
             self._left_home(address, prefix.instance_id)
         self._rearm()
 
@@ -208,7 +210,7 @@ class Gateways:
             return
         log.info("host_left_home", eid=str(address))
         away = RouteRecord(ip_network(address), segment.tun, segment.table)
-        self._netlink(lambda netlink: netlink.add(away))
+        self._on_host(lambda netlink: netlink.add(away))
         self._mark_away(address, instance_id)
 
     # -- out -------------------------------------------------------------------------
@@ -216,15 +218,28 @@ class Gateways:
     def _handle(self, events: list[Event]) -> None:
         for event in events:
             segment = self._segments[event.vni]
-            if isinstance(event, Transmit):
-                try:
+            try:
+                if isinstance(event, Transmit):
                     segment.sock.send(event.frame)
-                except OSError as error:
-                    log.warning("gateway_send_failed", device=segment.device, error=str(error))
-            elif isinstance(event, HostArrived):
-                self._arrived(segment, event)
-            elif isinstance(event, HostLeft):
-                self._left(segment, event)
+                elif isinstance(event, HostArrived):
+                    self._arrived(segment, event)
+                elif isinstance(event, HostLeft):
+                    self._left(segment, event)
+            except (OSError, TableError) as error:  # one event's failure, not the rest's
+                log.warning("gateway_event_failed", device=segment.device,
+                            event=type(event).__name__, error=str(error))
+
+    def _on_host(self, *steps: Callable[[Netlink], object]) -> None:
+        """The steps, in order, on the netlink thread; each failure is logged
+        and the next step still taken."""
+        def work(netlink: Netlink) -> None:
+            for step in steps:
+                try:
+                    step(netlink)
+                except NetlinkError as error:
+                    log.warning("gateway_host_change_failed", error=str(error))
+
+        self._netlink(work)
 
     def _arrived(self, segment: _Segment, event: HostArrived) -> None:
         host = ip_network(event.address)
@@ -233,12 +248,10 @@ class Gateways:
         here = RouteRecord(host, segment.device, segment.table)
         away = RouteRecord(host, segment.tun, segment.table)
 
-        def install(netlink: Netlink) -> None:
-            netlink.withdraw(away)  # it had moved away from here, and is back
-            netlink.add(here)
-            netlink.set_neighbor(segment.device, event.address, event.mac)
-
-        self._netlink(install)
+        self._on_host(lambda netlink: netlink.withdraw(away),  # it had left, and is back
+                      lambda netlink: netlink.add(here),
+                      lambda netlink: netlink.set_neighbor(segment.device, event.address,
+                                                           event.mac))
         self._plane.add_dynamic(event.instance_id, host)
         self._mark_away(event.address, event.instance_id, except_vni=event.vni)
 
@@ -252,18 +265,15 @@ class Gateways:
         # segment's, say). Gone silent: wherever the routes say.
         away = RouteRecord(host, segment.tun, segment.table) if event.why == "moved" else None
 
-        def remove(netlink: Netlink) -> None:
-            netlink.withdraw(here)
-            netlink.forget_neighbor(segment.device, event.address)
-            if away is not None:
-                netlink.add(away)
-
-        self._netlink(remove)
+        self._on_host(lambda netlink: netlink.withdraw(here),
+                      lambda netlink: netlink.forget_neighbor(segment.device, event.address),
+                      *(() if away is None else (lambda netlink: netlink.add(away),)))
         if event.why == "moved":
             self._mark_away(event.address, event.instance_id)
         else:
             for other in self._segments.values():
-                other.machine.away.discard(event.address)
+                if other.machine.segment.instance_id == event.instance_id:
+                    other.machine.away.discard(event.address)
 
     def _mark_away(self, address: IPAddress, instance_id: int, *,
                    except_vni: int | None = None) -> None:
