@@ -48,6 +48,7 @@ from lispd.wire.neighbor import (
 __all__ = [
     "COUNTERS",
     "HOST_LIMIT",
+    "MAC_HOLD",
     "PROBES",
     "PROBE_INTERVAL",
     "DynamicEids",
@@ -63,8 +64,10 @@ IPNetwork = IPv4Network | IPv6Network
 
 PROBES = 3
 PROBE_INTERVAL = 1.0
+MAC_HOLD = 1.0
+"""Seconds a dynamic host keeps its MAC before another may replace it."""
 COUNTERS = ("frames", "malformed", "arrived", "left_silent", "left_moved", "answered", "probes",
-            "full")
+            "full", "mac_flaps")
 HOST_LIMIT = 1024
 """Dynamic hosts per segment: past it, newcomers are counted, not tracked.
 (The local database has room for this many per segment: lispd.reload.)"""
@@ -118,6 +121,7 @@ Event = HostArrived | HostLeft | Transmit
 class _Host:
     mac: bytes
     last_heard: float
+    mac_since: float  # when it took this MAC
     probes_sent: int = 0
     next_probe: float = 0.0
 
@@ -147,7 +151,12 @@ class DynamicEids:
         heard = _heard(read)
         if heard is not None and self._dynamic(heard[0]):
             events += self._heard(heard[0], heard[1], now)
-        return events + self._answer(read, dynamic=heard is not None and heard[0] in self.hosts)
+        # A dynamic host asks from its link-local address too (for a router it
+        # learnt from an advertisement): known by its MAC.
+        dynamic = heard[0] in self.hosts if heard is not None else (
+            isinstance(read.message, NeighborSolicitation)
+            and any(host.mac == read.source for host in self.hosts.values()))
+        return events + self._answer(read, dynamic=dynamic)
 
     def timer(self, now: float) -> list[Event]:
         """Probe the hosts that went quiet; drop the ones probed in vain."""
@@ -198,9 +207,15 @@ class DynamicEids:
         if host is None and len(self.hosts) >= HOST_LIMIT:
             self.counters["full"] += 1
             return []
-        self.hosts[address] = _Host(mac, now)
+        if host is not None and host.mac != mac and now < host.mac_since + MAC_HOLD:
+            # Two hosts claiming one address, or one flapping: heard, but its
+            # MAC (and the host's routes) change at most once per MAC_HOLD.
+            self.counters["mac_flaps"] += 1
+            mac = host.mac
         if host is not None and host.mac == mac:
+            self.hosts[address] = _Host(mac, now, host.mac_since)
             return []
+        self.hosts[address] = _Host(mac, now, now)
         self.counters["arrived"] += 1
         return [HostArrived(self.segment.vni, self.segment.instance_id, address, mac)]
 
@@ -226,7 +241,9 @@ class DynamicEids:
             source = self._own(6)
             if not isinstance(source, IPv6Address):
                 return []
-            frame = neighbor_advertisement(solicitation=read, source=source, mac=segment.mac)
+            # R only when answering for a router (the old gateway), not for a host away.
+            frame = neighbor_advertisement(solicitation=read, source=source, mac=segment.mac,
+                                           router=target not in self.away)
         self.counters["answered"] += 1
         return [Transmit(segment.vni, frame)]
 

@@ -434,9 +434,11 @@ _GATEWAY = (
              _each("gateway_", {"frames": "read", "malformed": "malformed"})),
     _counter("lispd_gateway_dynamic_eid_events_total",
              "Dynamic EIDs of the gateway segments: arrived, left_silent (probed in vain), "
-             "left_moved (registered by another xTR), full (not tracked: the limit).",
+             "left_moved (registered by another xTR), full (not tracked: the limit), "
+             "mac_flaps (a new MAC too soon after the last: kept the old).",
              ("event",), _each("gateway_", {e: e for e in ("arrived", "left_silent",
-                                                          "left_moved", "full")})),
+                                                          "left_moved", "full",
+                                                          "mac_flaps")})),
     _counter("lispd_gateway_answers_total",
              "ARP replies and Neighbor Advertisements sent for addresses off a segment or away.",
              key="gateway_answered"),

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from lispd.gateway import (
     HOST_LIMIT,
+    MAC_HOLD,
     PROBE_INTERVAL,
     PROBES,
     DynamicEids,
@@ -121,11 +122,17 @@ def test_a_moved_host_asking_for_a_host_on_the_segment_is_not_answered() -> None
     assert machine.received(arp(MOVED4, NATIVE4), now=2.0) == []  # that host answers itself
 
 
-def test_a_new_mac_is_a_new_arrival() -> None:
+def test_a_new_mac_is_a_new_arrival_but_not_more_than_once_a_hold() -> None:
     machine = fresh()
     machine.received(arp(MOVED4, MOVED4), now=1.0)
-    assert machine.received(arp(MOVED4, MOVED4, mac=OTHER_MAC), now=2.0) == [
+    assert machine.received(arp(MOVED4, MOVED4, mac=OTHER_MAC), now=1.0 + MAC_HOLD) == [
         HostArrived(11, 0, MOVED4, OTHER_MAC)]
+    # Flapping back and forth within the hold changes nothing.
+    for step in range(1, 20):
+        now = 1.0 + MAC_HOLD + step * MAC_HOLD / 40
+        mac = HOST_MAC if step % 2 else OTHER_MAC
+        assert machine.received(arp(MOVED4, MOVED4, mac=mac), now=now) == []
+    assert machine.counters["mac_flaps"] == 10
 
 
 def test_a_silent_host_is_probed_then_given_up() -> None:
@@ -225,3 +232,16 @@ def test_a_host_of_the_segment_back_from_elsewhere_arrives_again() -> None:
     # ...until it speaks on the segment again: a dynamic EID here, to register.
     assert machine.received(arp(NATIVE4, NATIVE4), now=3.0) == [
         HostArrived(11, 0, NATIVE4, HOST_MAC)]
+
+
+def test_a_dynamic_host_asking_from_its_link_local_address_is_answered() -> None:
+    machine = fresh()
+    machine.received(advertisement(MOVED6), now=1.0)
+    link_local = IPv6Address("fe80::70")
+    (answer,) = machine.received(solicitation(link_local, OLD_GW6), now=2.0)
+    assert isinstance(answer, Transmit)
+    reply = read_neighbor_frame(answer.frame)
+    assert reply is not None and isinstance(reply.message, NeighborAdvertisement)
+    assert reply.message.destination == link_local and reply.message.target == OLD_GW6
+    # From a MAC no dynamic host has: not ours to answer.
+    assert machine.received(solicitation(link_local, OLD_GW6, mac=OTHER_MAC), now=3.0) == []
