@@ -119,10 +119,11 @@ def left_from(record: MappingRecord, mapping: LocalMapping) -> IPNetwork | None:
 
 def _elsewhere(record: MappingRecord, mapping: LocalMapping) -> IPNetwork | None:
     """The record's prefix, when it is of the mapping's instance and at
-    locators that are not the mapping's."""
+    locators none of which are the mapping's (one of ours among them: it is
+    still served here, and sending it on would come back to us)."""
     theirs = {loc.locator for loc in record.locators}
     ours: set[Address] = {rloc.address for rloc in mapping.locators}
-    if not theirs or theirs == ours:
+    if not theirs or not theirs.isdisjoint(ours):
         return None
     found = _network(record.eid_prefix, record.mask_len)
     if found is None or found[0] != mapping.instance_id:

@@ -100,7 +100,8 @@ class ControlPlane:
         )
         resolver = (
             Resolver(mapcache, map_resolvers=xtr.map_resolvers, itr_rlocs=rlocs,
-                     map_servers=peers, subscribe=xtr.subscribe, xtr_id=xtr_id)
+                     map_servers=peers, subscribe=xtr.subscribe, xtr_id=xtr_id,
+                     pitr=config.proxy is not None and config.proxy.pitr)
             if xtr and xtr.map_resolvers else None
         )
         prober = (
@@ -267,7 +268,10 @@ class ControlPlane:
         prefix = EidPrefix.of(event.instance_id, event.eid_prefix.network_address,
                               event.eid_prefix.prefixlen)
         key = sync.fib_key(prefix)
-        if key is None or prefix in self.away:
+        if key is None:
+            return
+        if prefix in self.away:  # moved on again: sent on to where it is now
+            self._send_on(prefix, event.records, self.service.now())
             return
         if len(self.away) >= AWAY_LIMIT:
             log.warning("eid_left_not_followed", eid=str(prefix), limit=AWAY_LIMIT)
