@@ -221,7 +221,8 @@ class ProxyConfig:
     """[proxy]: a proxy xTR (RFC 6832) for hosts that run no LISP.
 
     `pitr`: the node takes traffic from non-LISP hosts towards the EID space
-    ([xtr] eid-space is routed into its TUN) and encapsulates it like an ITR.
+    ([xtr] eid-space is routed into its TUN) and encapsulates it like an ITR;
+    its Map-Requests say so (the p bit, RFC 9301 section 5.2).
     `served_itrs`: the RLOC prefixes of the ITRs it is the proxy-ETR of: LISP
     traffic from them whose destination is no EID is decapsulated and
     forwarded natively. Empty: no PETR; an ETR refuses such traffic.

@@ -98,6 +98,7 @@ class Resolver:
         *,
         map_servers: tuple[MapServerPeer, ...] = (),
         subscribe: bool = False,
+        pitr: bool = False,
         xtr_id: int = 0,
         site_id: int = 0,
         nonces: Callable[[], int] = random_nonce,
@@ -106,6 +107,7 @@ class Resolver:
         if not (0 <= xtr_id < 2**128 and 0 <= site_id < 2**64):
             raise ValueError("xTR-ID is 128 bits and Site-ID 64 bits, unsigned")
         self._mapcache = mapcache
+        self._pitr = pitr
         self._map_resolvers: tuple[IPAddress, ...] = ()
         self.set_map_resolvers(map_resolvers)
         self._itr_rlocs: tuple[IPAddress, ...] = ()
@@ -310,6 +312,7 @@ class Resolver:
             itr_rlocs_for(itr_rlocs_for(self._itr_rlocs, towards), towards),
             (EidRecord(wire_eid(key), key.length, notify=self._subscribe),),
             smr_invoked=request.reason is RequestReason.SMR_INVOKED,
+            pitr=self._pitr,
             xtr_id=self._xtr_id if self._subscribe else None,
             site_id=self._site_id if self._subscribe else None,
         )

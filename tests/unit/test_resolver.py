@@ -480,6 +480,12 @@ def _notify(*records: MappingRecord, key: bytes = MS.key, xtr_id: int | None = X
     return encode(auth.sign(notify, key, MS.key_id))
 
 
+@pytest.mark.parametrize("pitr", [False, True])
+def test_a_pitrs_requests_say_so(pitr: bool) -> None:
+    r, _ = _resolver(pitr=pitr)
+    assert _only(r.miss(0, EID, None, 0.0)).pitr is pitr
+
+
 def test_subscribing_requests_carry_the_n_bit_and_xtr_id() -> None:
     r, _ = _pubsub()
     request = _only(r.miss(0, EID, None, 0.0))
