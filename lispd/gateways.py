@@ -112,6 +112,7 @@ class Gateways:
         self._segments: dict[int, _Segment] = {}  # by VNI
         self._timer: asyncio.TimerHandle | None = None
         plane.dynamic_moved_away = self._moved_away
+        plane.dynamic_returned = self._returned
 
     def open(self, config: Config, macs: dict[str, bytes]) -> None:
         """A machine for each segment with dynamic-EID ranges; `macs`: their TAPs'."""
@@ -199,6 +200,20 @@ class Gateways:
         if not tracked:
             self._left_home(address, prefix.instance_id)
         self._rearm()
+
+    def _returned(self, prefix: EidPrefix) -> None:
+        """A host that left a segment's prefix is registered elsewhere no more:
+        the segment's own route covers it again, and nobody answers for it."""
+        address = prefix.address
+        segment = next((s for s in self._segments.values()
+                        if s.machine.segment.instance_id == prefix.instance_id), None)
+        if not isinstance(address, IPv4Address | IPv6Address) or segment is None:
+            return
+        away = RouteRecord(ip_network(address), segment.tun, segment.table)
+        self._on_host(lambda netlink: netlink.withdraw(away))
+        for other in self._segments.values():
+            if other.machine.segment.instance_id == prefix.instance_id:
+                other.machine.away.discard(address)
 
     def _left_home(self, address: IPAddress, instance_id: int) -> None:
         """A host of a segment's own prefix is registered elsewhere: this

@@ -240,6 +240,10 @@ _MAP_SERVER = (
              "Registrants of covering prefixes told of a more specific one registered at"
              " other RLOCs (a host that left their prefix).",
              key="map_server_more_specific_told"),
+    _counter("lispd_map_server_more_specifics_gone_told_total",
+             "Registrants of covering prefixes told that a more specific one they had been"
+             " told of is registered no more.",
+             key="map_server_more_specific_gone_told"),
     _counter("lispd_map_server_deregistrations_ignored_total",
              "Deregistrations ignored: not from the registrant and naming other locators.",
              key="map_server_deregister_ignored"),
@@ -299,10 +303,11 @@ _REGISTRAR = (
         "lispd_registrar_map_notifies_total",
         "Map-Notifies received by the registrar, by result: acknowledged (a registration),"
         " displaced (another xTR took one of our EIDs), left (another xTR registered a host"
-        " inside one of our prefixes), displaced_repeat, unknown_nonce (about nothing of"
+        " inside one of our prefixes), returned (and no longer does), displaced_repeat,"
+        " unknown_nonce (about nothing of"
         " ours), unknown_source (no configured map-server), bad_auth.",
         ("result",),
-        _each("registrar_", {r: r for r in ("acknowledged", "displaced", "left",
+        _each("registrar_", {r: r for r in ("acknowledged", "displaced", "left", "returned",
                                             "displaced_repeat", "unknown_nonce",
                                             "unknown_source", "bad_auth")}),
     ),

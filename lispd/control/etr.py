@@ -111,7 +111,23 @@ def left_from(record: MappingRecord, mapping: LocalMapping) -> IPNetwork | None:
     """The record's prefix when it lies strictly inside the mapping's and has
     locators that are not ours: part of our prefix is served elsewhere (a
     host that left our segment registered by another xTR)."""
-    network, prefix = _elsewhere(record, mapping), mapping.eid_prefix
+    return _strictly_inside(_elsewhere(record, mapping), mapping)
+
+
+def back_in(record: MappingRecord, mapping: LocalMapping) -> IPNetwork | None:
+    """The record's prefix when it is a withdrawal (no locators, TTL 0) of a
+    prefix strictly inside the mapping's: a host that had left is
+    registered elsewhere no more."""
+    if record.locators or record.ttl != 0:
+        return None
+    found = _network(record.eid_prefix, record.mask_len)
+    if found is None or found[0] != mapping.instance_id:
+        return None
+    return _strictly_inside(found[1], mapping)
+
+
+def _strictly_inside(network: IPNetwork | None, mapping: LocalMapping) -> IPNetwork | None:
+    prefix = mapping.eid_prefix
     inside = (network is not None and network.version == prefix.version and network != prefix
               and network.subnet_of(prefix))  # type: ignore[arg-type]
     return network if inside else None

@@ -80,6 +80,7 @@ from lispd.control.registrations import (
     negative_record,
     published,
     still_admitted,
+    withdrawn_record,
 )
 from lispd.control.subscriptions import (
     DEFAULT_MAX_SUBSCRIPTIONS,
@@ -220,9 +221,12 @@ class MapServer:
     def timer(self, now: float) -> list[Datagram]:
         """Expire registrations and subscriptions, send the retransmissions due."""
         expired = self._table.expire(now)
-        for _ in expired:
+        gone: dict[_Told, list[MappingRecord]] = {}
+        for registration in expired:
             self._count("expired")
-        out = self._publisher.publish([(r.prefix, None) for r in expired], now)
+            self._tell_covering_gone(registration, gone)
+        out = self._notify(gone, now)
+        out += self._publisher.publish([(r.prefix, None) for r in expired], now)
         self._publisher.expire(now)
         again, given_up = self._notifier.due(now)
         for _ in again:
@@ -307,6 +311,7 @@ class MapServer:
                 self._table.remove(prefix)
                 self._count("deregistered")
                 changes.append((prefix, None))
+                self._tell_covering_gone(previous, displaced)
                 continue
             registration = Registration(
                 prefix=prefix,
@@ -347,7 +352,13 @@ class MapServer:
             )
             sent = self._signed(notify, site, message.key_id, source, source_port)
             out.extend(() if sent is None else (sent,))
-        for (old_source, old_port, key_id, name), records in displaced.items():
+        return out + self._notify(displaced, now) + self._publisher.publish(changes, now)
+
+    def _notify(self, told: dict[_Told, list[MappingRecord]], now: float) -> list[Datagram]:
+        """A Map-Notify of its records to each registrant told of a move, under
+        its site's key, sent again until acknowledged."""
+        out: list[Datagram] = []
+        for (old_source, old_port, key_id, name), records in told.items():
             theirs = self._sites_by_name.get(name)
             if theirs is None:
                 continue
@@ -357,7 +368,7 @@ class MapServer:
             if sent is not None:
                 self._notifier.track(nonce, nonce, theirs.name, sent, now)
                 out.append(sent)
-        return out + self._publisher.publish(changes, now)
+        return out
 
     def _tell_covering(
         self,
@@ -378,6 +389,19 @@ class MapServer:
                     and record not in told.get(key, []):
                 self._count("more_specific_told")
                 told.setdefault(key, []).append(record)
+
+    def _tell_covering_gone(self, gone: Registration,
+                            told: dict[_Told, list[MappingRecord]]) -> None:
+        """A more specific prefix is registered no more: the registrants of
+        the prefixes covering it, who were told it went elsewhere, hear that
+        it is theirs again (a withdrawn record: no locators, TTL 0)."""
+        for covering in self._table.index.covering(gone.prefix):
+            if covering.prefix.length >= gone.prefix.length or covering.rlocs == gone.rlocs \
+                    or (covering.source, covering.source_port) == (gone.source, gone.source_port):
+                continue
+            self._count("more_specific_gone_told")
+            key = (covering.source, covering.source_port, covering.key_id, covering.site)
+            told.setdefault(key, []).append(withdrawn_record(gone.prefix))
 
     def _signed(
         self, notify: MapNotify, site: Site, key_id: int, to: RlocAddress, port: int

@@ -38,7 +38,7 @@ from lispd.control.events import Datagram, Output, Released
 from lispd.control.mapserver import MapServer
 from lispd.control.node import ControlNode
 from lispd.control.probing import RlocProber
-from lispd.control.registrar import Displaced, Left, Registrar
+from lispd.control.registrar import Displaced, Left, Registrar, Returned
 from lispd.control.resolver import Resolver, entry_of
 from lispd.control.service import ControlService
 from lispd.control.smr import Solicitor
@@ -124,6 +124,8 @@ class ControlPlane:
         self.away: set[EidPrefix] = set()
         # Told when the mapping system says a dynamic EID is elsewhere now.
         self.dynamic_moved_away: Callable[[EidPrefix], None] = lambda prefix: None
+        # Told when one that left our prefix is registered elsewhere no more.
+        self.dynamic_returned: Callable[[EidPrefix], None] = lambda prefix: None
         self.service = ControlService(loop, self.node, apply_changes=self.apply_changes,
                                       release=self._release, after=self._after)
 
@@ -284,6 +286,21 @@ class ControlPlane:
         self._send_on(prefix, event.records, self.service.now())
         self.dynamic_moved_away(prefix)
 
+    def _host_returned(self, event: Returned) -> None:
+        """A host that had left one of our prefixes is registered elsewhere no
+        more: the prefix covers it again, as if it had never left."""
+        prefix = EidPrefix.of(event.instance_id, event.eid_prefix.network_address,
+                              event.eid_prefix.prefixlen)
+        key = sync.fib_key(prefix)
+        if prefix not in self.away or key is None:
+            return
+        log.info("eid_left_no_more", eid=str(prefix))
+        self.away.discard(prefix)
+        self.database_fib.delete(key)
+        self.policy = replace(self.policy, reencap=self.policy.reencap - {prefix})
+        self.apply_changes(tuple(self.mapcache.withdraw(prefix)))
+        self.dynamic_returned(prefix)
+
     def _send_on(self, prefix: EidPrefix, records: Iterable[MappingRecord], now: float) -> None:
         """What arrives for prefix is re-encapsulated to the records' locators,
         and the ITRs that sent us traffic lately are told (SMR)."""
@@ -376,8 +393,10 @@ class ControlPlane:
             for event in registrar.take_events():
                 if isinstance(event, Displaced):
                     self._displaced(event)
-                else:
+                elif isinstance(event, Left):
                     self._host_left(event)
+                else:
+                    self._host_returned(event)
             self._note_acknowledgements()
 
     def acknowledged_by(self) -> tuple[IPAddress, ...] | None:

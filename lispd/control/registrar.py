@@ -52,7 +52,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
-from lispd.control.etr import LocalMapping, answer, left_from, local_records, taken_over
+from lispd.control.etr import (
+    LocalMapping,
+    answer,
+    back_in,
+    left_from,
+    local_records,
+    taken_over,
+)
 from lispd.control.events import Datagram, random_nonce
 from lispd.wire import auth
 from lispd.wire.auth import KeyId
@@ -78,6 +85,7 @@ __all__ = [
     "MapServerPeer",
     "Registrar",
     "RegistrationStatus",
+    "Returned",
 ]
 
 IPAddress = IPv4Address | IPv6Address
@@ -152,7 +160,17 @@ class Left:
     at: float
 
 
-Event = Displaced | Left
+@dataclass(frozen=True)
+class Returned:
+    """A more specific prefix inside one of ours that another xTR had
+    registered (``Left``) is registered no more: ours again."""
+
+    instance_id: int
+    eid_prefix: IPNetwork
+    at: float
+
+
+Event = Displaced | Left | Returned
 
 _RegKey = tuple[IPAddress, int, IPNetwork]
 
@@ -476,7 +494,12 @@ class Registrar:
             for record in notify.records if (network := left_from(record, mapping)) is not None
             and (mapping.instance_id, network) not in self._mappings
         }
-        if not taken and not left:
+        back = {
+            (mapping.instance_id, network)
+            for mapping in self._mappings.values() if mapping.key not in self._yielded
+            for record in notify.records if (network := back_in(record, mapping)) is not None
+        }
+        if not taken and not left and not back:
             self._count("unknown_nonce")
             return []
         self._seen_notifies[notify.nonce] = None
@@ -493,6 +516,9 @@ class Registrar:
         for (instance_id, network), record in left.items():
             self._events.append(Left(instance_id, network, (record,), now))
             self._count("left")
+        for instance_id, network in back:
+            self._events.append(Returned(instance_id, network, now))
+            self._count("returned")
         return self._ack(notify, server, port)
 
     def _ack(self, notify: MapNotify, server: MapServerPeer, port: int) -> list[Datagram]:

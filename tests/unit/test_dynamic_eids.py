@@ -13,7 +13,7 @@ import pytest
 from lispd.config import parse
 from lispd.control import setup
 from lispd.control.plane import ControlPlane
-from lispd.control.registrar import Displaced, Left
+from lispd.control.registrar import Displaced, Left, Returned
 from lispd.dataplane.fastpath import FastPath
 from lispd.dataplane.tables import Fdb, Fib, FibAction, FibKey
 from lispd.mapcache import EidPrefix, MapCache
@@ -92,6 +92,7 @@ def test_a_host_of_our_prefix_registered_elsewhere_is_sent_on_until_it_returns(
         plane: ControlPlane) -> None:
     told: list[EidPrefix] = []
     plane.dynamic_moved_away = told.append
+    plane._set_database(0.0)  # what the daemon loads at start
     native = IPv4Address("192.0.2.10")  # inside the segment's own 192.0.2.0/26
     host = ip_network("192.0.2.10/32")
     prefix = EidPrefix.of(0, native, 32)
@@ -104,6 +105,16 @@ def test_a_host_of_our_prefix_registered_elsewhere_is_sent_on_until_it_returns(
     entry = plane.mapcache.get(prefix)
     assert entry is not None and [loc.address for loc in entry.locators] == [ELSEWHERE]
     assert local(plane) == {"[0]192.0.2.0/26"}  # the prefix stays ours
+    # Registered elsewhere no more (the map-server says so): the prefix covers it.
+    back: list[EidPrefix] = []
+    plane.dynamic_returned = back.append
+    plane._host_returned(Returned(0, host, at=1.0))
+    assert back == [prefix] and prefix not in plane.away
+    assert prefix not in plane.policy.reencap and plane.mapcache.get(prefix) is None
+    found = plane.database_fib.lookup(0, native)
+    assert found is not None and found[0] == FibKey(0, ip_network("192.0.2.0/26"))
+    plane._host_left(Left(0, host, (record,), at=2.0))  # and leaves again
+    assert prefix in plane.away
     # Heard on its segment again: ours, registered as a host until it goes quiet.
     plane.add_dynamic(0, host)
     assert prefix not in plane.away and prefix not in plane.policy.reencap

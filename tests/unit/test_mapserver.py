@@ -765,6 +765,25 @@ def test_the_covering_registrant_is_told_under_its_own_sites_key() -> None:
     assert ms.counters["map_notify_acked"] == 1 and ms.timer(2.0) == []
 
 
+@pytest.mark.parametrize("how", ["deregistered", "expired"])
+def test_the_covering_registrant_hears_when_the_more_specific_goes(how: str) -> None:
+    ms = server()
+    ms.receive(register(record("192.0.2.0", 26), notify=False), ETR_A, 4342, now=0.0)
+    host = record("192.0.2.10", 32, rloc=ETR_B)
+    (told,) = ms.receive(register(host, notify=False), ETR_B, 4342, now=1.0)
+    ms.receive(ack_of(told, KEY), ETR_A, 4342, now=1.1)
+    if how == "deregistered":
+        out = ms.receive(register(replace(host, ttl=0), notify=False), ETR_B, 4342, now=2.0)
+    else:
+        ms.receive(register(record("192.0.2.0", 26), notify=False), ETR_A, 4342, now=120.0)
+        out = ms.timer(181.0)  # B's /32 expires, A's /26 was refreshed
+    (gone,) = [d for d in out if d.destination == ETR_A]
+    (withdrawn,) = notify_of(gone).records
+    assert (withdrawn.eid_prefix, withdrawn.mask_len) == (IPv4Address("192.0.2.10"), 32)
+    assert withdrawn.locators == () and withdrawn.ttl == 0
+    assert ms.counters["more_specific_gone_told"] == 1
+
+
 def test_a_host_moving_between_two_more_specifics_tells_both_once() -> None:
     """Moved from A's /32 to B: A is displaced, and (A holding the /26 too) one
     Map-Notify carries the record once."""

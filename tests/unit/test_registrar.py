@@ -10,7 +10,14 @@ import pytest
 
 from lispd.config.model import DatabaseMapping, RlocConfig
 from lispd.control.events import Datagram
-from lispd.control.registrar import Displaced, Left, LocalMapping, MapServerPeer, Registrar
+from lispd.control.registrar import (
+    Displaced,
+    Left,
+    LocalMapping,
+    MapServerPeer,
+    Registrar,
+    Returned,
+)
 from lispd.wire import auth
 from lispd.wire.address import InstanceIdAddress, MacAddress
 from lispd.wire.auth import KeyId
@@ -188,6 +195,16 @@ def test_a_more_specific_elsewhere_is_a_host_that_left() -> None:
     # The map-server sends it again until our Ack arrives: acked, not reported again.
     assert len(r.receive(_unsolicited(inside), MS1.address, 4342, 5.5)) == 1
     assert r.take_events() == []
+
+
+def test_a_host_that_left_registered_elsewhere_no_more_is_back() -> None:
+    r = _settled()
+    withdrawn = replace(_theirs("192.0.2.70", 32), locators=(), ttl=0)
+    assert len(r.receive(_unsolicited(withdrawn), MS1.address, 4342, 5.0)) == 1  # acked
+    (event,) = r.take_events()
+    assert isinstance(event, Returned)
+    assert (event.instance_id, event.eid_prefix) == (0, IPv4Network("192.0.2.70/32"))
+    assert r.counters["returned"] == 1 and r.yielded() == ()
 
 
 @pytest.mark.parametrize(
