@@ -100,16 +100,13 @@ class Clouds:
     def _uplink(self, namespace: str, device: str, core_device: str, net: int, *,
                 up: bool) -> None:
         """A point-to-point underlay network 198.18.<net>.0/24 to the core."""
-        self.lab.link(namespace, device, self.core, core_device)
-        self.lab.ns(self.core, "ip", "addr", "add", f"198.18.{net}.1/24", "dev", core_device)
+        self.lab.core_link(namespace, device, self.core, core_device, net)
         if up:
             self.attach(namespace, device, net)
 
     def attach(self, namespace: str, device: str, net: int) -> None:
         """Give a node its address on network <net> and its default route there."""
-        host = 2 if net in (1, 2) else 10
-        self.lab.ns(namespace, "ip", "addr", "add", f"198.18.{net}.{host}/24", "dev", device)
-        self.lab.ns(namespace, "ip", "route", "replace", "default", "via", f"198.18.{net}.1")
+        self.lab.on_net(namespace, device, net, 2 if net in (1, 2) else 10)
 
     # -- configs -----------------------------------------------------------------
 

@@ -97,6 +97,19 @@ class Lab:
         self.ns(a, "ip", "link", "set", a_if, "up")
         self.ns(b, "ip", "link", "set", b_if, "up")
 
+    def core_link(self, namespace: str, device: str, core: str, core_device: str,
+                  net: int) -> None:
+        """A point-to-point underlay network 198.18.<net>.0/24 from namespace
+        to the router `core`, which is .1 on it."""
+        self.link(namespace, device, core, core_device)
+        self.ns(core, "ip", "addr", "add", f"198.18.{net}.1/24", "dev", core_device)
+
+    def on_net(self, namespace: str, device: str, net: int, host: int, *,
+               route: str = "default") -> None:
+        """198.18.<net>.<host>/24 on device, and `route` via the core there."""
+        self.ns(namespace, "ip", "addr", "add", f"198.18.{net}.{host}/24", "dev", device)
+        self.ns(namespace, "ip", "route", "replace", route, "via", f"198.18.{net}.1")
+
     def close(self) -> None:
         for name in reversed(self.namespaces):
             # Kill whatever still runs inside before the namespace goes.

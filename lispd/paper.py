@@ -209,8 +209,7 @@ class Paper:
     def _uplink(self, namespace: str, device: str, core_device: str, net: int, *,
                 up: bool) -> None:
         """A point-to-point underlay network 198.18.<net>.0/24 to the core."""
-        self.lab.link(namespace, device, self.core, core_device)
-        self.lab.ns(self.core, "ip", "addr", "add", f"198.18.{net}.1/24", "dev", core_device)
+        self.lab.core_link(namespace, device, self.core, core_device, net)
         if up:
             self.attach(namespace, device, net)
         else:
@@ -221,11 +220,9 @@ class Paper:
         lispd node's default route, a VM's route to the underlay (its default
         routes are the overlay's)."""
         node = net in NODE_NETS.values()
-        host = 2 if node else 10
         self.lab.ns(namespace, "ip", "link", "set", device, "up")
-        self.lab.ns(namespace, "ip", "addr", "add", f"198.18.{net}.{host}/24", "dev", device)
-        self.lab.ns(namespace, "ip", "route", "replace", "default" if node else "198.18.0.0/15",
-                    "via", f"198.18.{net}.1")
+        self.lab.on_net(namespace, device, net, 2 if node else 10,
+                        route="default" if node else "198.18.0.0/15")
 
     def detach(self, namespace: str, device: str) -> None:
         """Take a node off an underlay network: the link down, its addresses gone."""
